@@ -1,0 +1,86 @@
+"""The frozen model config that travels with the weights in a bundle (timm's pretrained-cfg habit)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from engine.errors import ModelConfigError
+
+__all__ = ["FUSIONS", "HEADS_ORDER", "ModelConfig"]
+
+HEADS_ORDER = ("disease", "body_part", "attributes")
+FUSIONS = ("none", "concat", "cim")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model's modules; weights come separately.
+
+    ``backbone`` is ``"hybrid_lite0"`` (ImageNet EfficientNet-Lite0 stem to stride 16, then
+    ``depth`` transformer layers) or ``"vit:<timm name>"`` (a timm ViT whose first ``depth`` blocks
+    are shared and whose next blocks initialise the task heads), or ``"cnn:<timm name>"`` for the
+    plain CNN baselines. Ablation rows of DermImitFormer Table 1 are ``heads`` x ``lsm`` x ``fusion``.
+    """
+
+    arch: str = "dermimitformer"
+    backbone: str = "hybrid_lite0"
+    img_size: int = 224
+    embed_dim: int = 192
+    depth: int = 2
+    num_heads: int = 3
+    head_depth: int = 2
+    mlp_ratio: float = 4.0
+    heads: tuple[str, ...] = HEADS_ORDER
+    num_classes: dict[str, int] = field(default_factory=lambda: {"disease": 6, "body_part": 14, "attributes": 6})
+    lsm: bool = True
+    top_k: int = 8
+    fusion: str = "cim"
+    drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    pretrained: bool = True
+    checkpoint_path: str | None = None
+    stem_stages: int = 5
+
+    def __post_init__(self) -> None:
+        if "disease" not in self.heads:
+            raise ModelConfigError("every model has a disease head")
+        unknown = set(self.heads) - set(HEADS_ORDER)
+        if unknown:
+            raise ModelConfigError(f"unknown heads {sorted(unknown)}; choose from {HEADS_ORDER}")
+        if self.fusion not in FUSIONS:
+            raise ModelConfigError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.fusion != "none" and len(self.heads) == 1:
+            raise ModelConfigError("fusion needs at least two heads; use fusion='none' for single-task")
+        missing = [h for h in self.heads if h not in self.num_classes]
+        if missing:
+            raise ModelConfigError(f"num_classes lacks {missing}")
+        object.__setattr__(self, "heads", tuple(h for h in HEADS_ORDER if h in self.heads))
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Token grid (rows, cols); both backbones have stride 16 in this project."""
+        return self.img_size // 16, self.img_size // 16
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 0 if self.arch == "classifier" else 1
+
+    def replace(self, **overrides: Any) -> ModelConfig:
+        return replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["heads"] = list(self.heads)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        extra = set(data) - known
+        if extra:
+            raise ModelConfigError(f"unknown model config keys {sorted(extra)}")
+        data = dict(data)
+        if "heads" in data:
+            data["heads"] = tuple(data["heads"])
+        return cls(**data)
