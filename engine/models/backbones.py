@@ -57,7 +57,7 @@ class HybridLite0Backbone(TokenBackbone):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
         self.pos_embed = nn.Parameter(torch.randn(1, 1 + gh * gw, cfg.embed_dim) * 0.02)
         self.pos_drop = nn.Dropout(cfg.drop_rate)
-        dpr = torch.linspace(0, cfg.drop_path_rate, max(cfg.depth, 1)).tolist()
+        dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
             Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, drop=cfg.drop_rate, drop_path=dpr[i])
             for i in range(cfg.depth)

@@ -1,0 +1,112 @@
+"""``dermviewer-predict``: the differential, body parts and attributes for photos, without a GUI.
+
+Many photos in one call load the model once. With ``--json`` one JSON array is printed, one
+object per photo in input order; an unreadable photo gets an ``"error"`` object and the exit
+status is 1 after the others are done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.errors import DermViewerError
+from engine.prediction import Prediction
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dermviewer-predict", description=__doc__.split("\n")[0])
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument("--model", type=Path, default=None, help="bundle (.dmvb) or ONNX file; default: the bundled model")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--backend", default=None, choices=["torch", "onnx"],
+                   help="default: onnx for an .onnx model, torch otherwise")
+    p.add_argument("--json", action="store_true", help="print one JSON array instead of text")
+    p.add_argument("--overlay", type=Path, default=None, metavar="OUT.png",
+                   help="write the LSM attention overlay (one photo), or OUT_<stem>.png per photo for several")
+    p.add_argument("--top", type=int, default=3, help="differential entries shown in text mode")
+    return p
+
+
+def _make_predictor(args: argparse.Namespace) -> Any:
+    from engine.inference import Predictor
+    from resources import default_model_path
+
+    model = args.model or default_model_path()
+    if model.suffix == ".onnx":
+        from engine.export import onnx_predictor
+
+        return onnx_predictor(model, device=args.device)
+    return Predictor(model, device=args.device, backend=args.backend or "torch")
+
+
+def _text(path: Path, pred: Prediction, top: int) -> str:
+    lines = [f"{path}"]
+    for s in pred.differential[:top]:
+        mark = " (malignant)" if s.malignant else ""
+        lines.append(f"  {s.probability:6.1%}  {s.code:<5} {s.name}{mark}")
+    if pred.body_parts:
+        best = max(pred.body_parts, key=lambda s: s.probability)
+        lines.append(f"  body part: {best.name} ({best.probability:.0%})")
+    if pred.attributes:
+        pos = [f"{s.name} ({s.probability:.0%})" for s in pred.attributes if s.positive]
+        lines.append(f"  attributes: {', '.join(pos) if pos else 'none above threshold'}")
+    if pred.is_uncertain():
+        lines.append("  note: the model is uncertain about this photo")
+    return "\n".join(lines)
+
+
+def _write_overlay(out: Path, source: Path, pred: Prediction) -> None:
+    from engine.explain.overlay import lsm_overlay_image
+    from engine.imageio import load_image, save_image
+
+    save_image(out, lsm_overlay_image(load_image(source), pred))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        predictor = _make_predictor(args)
+    except DermViewerError as exc:
+        print(f"dermviewer-predict: cannot load the model: {exc}", file=sys.stderr)
+        return 2
+    bundle = predictor.bundle
+    if bundle.untrained:
+        print(f"warning: model '{bundle.name}' is UNTRAINED (placeholder weights): outputs are meaningless",
+              file=sys.stderr)
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for step in predictor.iter_predict(args.images):
+        path = Path(step.source)
+        if step.error is not None:
+            failed += 1
+            results.append({"image": str(path), "error": step.error.reason})
+            if not args.json:
+                print(f"{path}\n  error: {step.error.reason}", file=sys.stderr)
+            continue
+        assert step.prediction is not None
+        results.append({"image": str(path), **step.prediction.to_json()})
+        if not args.json:
+            print(_text(path, step.prediction, args.top))
+        if args.overlay is not None:
+            out = args.overlay if len(args.images) == 1 else args.overlay.with_name(
+                f"{args.overlay.stem}_{path.stem}{args.overlay.suffix}")
+            try:
+                _write_overlay(out, path, step.prediction)
+            except DermViewerError as exc:
+                failed += 1
+                print(f"{out}: cannot write overlay: {exc.reason}", file=sys.stderr)
+    if args.json:
+        json.dump(results, sys.stdout, indent=2)
+        print()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

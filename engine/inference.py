@@ -1,0 +1,148 @@
+"""``Predictor``: a bundle + a device + a backend -> :class:`~engine.prediction.Prediction` per photo.
+
+Backends share one preprocessing function and return the same named numpy outputs, so the
+torch path and the ONNX Runtime path are interchangeable behind ``predict``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from engine.bundle import Bundle, load_bundle
+from engine.errors import DermViewerError, ModelConfigError
+from engine.imageio import load_image
+from engine.prediction import Prediction, decode_outputs
+from engine.preprocess import preprocess_batch
+
+__all__ = ["Backend", "PredictProgress", "Predictor", "TorchBackend", "resolve_device"]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelConfigError("device 'cuda' was asked for but no CUDA GPU is available")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ModelConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, bundle: Bundle, device: torch.device) -> None:
+        self.device = device
+        self.model = bundle.build_model(device)
+
+    @torch.inference_mode()
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.model(torch.from_numpy(batch).to(self.device))
+        return {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class PredictProgress:
+    """One step of :meth:`Predictor.iter_predict`: ``done`` of ``total`` photos, and this photo's result."""
+
+    done: int
+    total: int
+    source: Any
+    prediction: Prediction | None
+    error: DermViewerError | None
+
+
+class Predictor:
+    def __init__(self, bundle: Bundle | str | Path, device: str = "auto", backend: str = "torch") -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.device = resolve_device(device)
+        self.backend_name = backend
+        self.backend: Backend
+        if backend == "torch":
+            self.backend = TorchBackend(self.bundle, self.device)
+        elif backend == "onnx":
+            from engine.export import OnnxBackend
+
+            self.backend = OnnxBackend.from_bundle(self.bundle, device=self.device)
+        else:
+            raise ModelConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The torch module (only for the torch backend; explanations need it)."""
+        if not isinstance(self.backend, TorchBackend):
+            raise ModelConfigError("this predictor runs ONNX Runtime; build a torch Predictor for explanations")
+        return self.backend.model
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return self.bundle.model_config.grid_size
+
+    def predict(self, image: np.ndarray | str | Path) -> Prediction:
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray | str | Path]) -> list[Prediction]:
+        t0 = time.perf_counter()
+        arrays = [load_image(im) if isinstance(im, str | Path) else im for im in images]
+        t1 = time.perf_counter()
+        batch = preprocess_batch(arrays, self.bundle.preprocess)
+        t2 = time.perf_counter()
+        outputs = self.backend.run(batch)
+        t3 = time.perf_counter()
+        preds = []
+        n = len(arrays)
+        for i, arr in enumerate(arrays):
+            p = decode_outputs(outputs, i, self.bundle.taxonomy, self.bundle.thresholds, self.grid_size)
+            p.image_size = (int(arr.shape[0]), int(arr.shape[1]))
+            p.timings_ms = {
+                "load": (t1 - t0) * 1e3 / n,
+                "preprocess": (t2 - t1) * 1e3 / n,
+                "inference": (t3 - t2) * 1e3 / n,
+                "total": (time.perf_counter() - t0) * 1e3 / n,
+            }
+            preds.append(p)
+        return preds
+
+    def iter_predict(self, sources: Iterable[np.ndarray | str | Path], batch_size: int = 1) -> Iterator[PredictProgress]:
+        """Predict many photos, yielding after each batch so callers can show progress or cancel.
+
+        A photo that cannot be read yields an error for that photo and the rest carry on.
+        """
+        items = list(sources)
+        total, done = len(items), 0
+        pending: list[tuple[Any, np.ndarray]] = []
+
+        def flush() -> Iterator[PredictProgress]:
+            nonlocal done
+            if not pending:
+                return
+            preds = self.predict_batch([a for _, a in pending])
+            for (src, _), p in zip(pending, preds, strict=True):
+                done += 1
+                yield PredictProgress(done, total, src, p, None)
+            pending.clear()
+
+        for src in items:
+            try:
+                arr = load_image(src) if isinstance(src, str | Path) else src
+            except DermViewerError as exc:
+                yield from flush()
+                done += 1
+                yield PredictProgress(done, total, src, None, exc)
+                continue
+            pending.append((src, arr))
+            if len(pending) >= batch_size:
+                yield from flush()
+        yield from flush()

@@ -1,0 +1,62 @@
+"""Preprocessing derived from the bundle config, shared by the torch and ONNX Runtime paths.
+
+One numpy function so the two backends can never drift apart: squash-resize the whole photo to
+the model's square input (PAD-UFES-20 photos are near-square crops), scale to [0, 1], normalise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = ["INTERPOLATIONS", "PreprocessConfig", "preprocess", "preprocess_batch"]
+
+INTERPOLATIONS = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    img_size: int = 224
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    interpolation: str = "area"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}")
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
+        return cls(**data)
+
+
+def resize_square(rgb: np.ndarray, size: int, interpolation: str = "area") -> np.ndarray:
+    if rgb.shape[0] == size and rgb.shape[1] == size:
+        return rgb
+    flag = INTERPOLATIONS[interpolation]
+    if interpolation == "area" and (rgb.shape[0] < size or rgb.shape[1] < size):
+        flag = cv2.INTER_LINEAR  # INTER_AREA is for shrinking
+    return cv2.resize(rgb, (size, size), interpolation=flag)
+
+
+def preprocess(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """HxWx3 uint8 RGB -> (3, S, S) float32, normalised as the weights expect."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected HxWx3 uint8 RGB, got shape {rgb.shape} dtype {rgb.dtype}")
+    x = resize_square(rgb, cfg.img_size, cfg.interpolation).astype(np.float32) / 255.0
+    x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def preprocess_batch(images: list[np.ndarray], cfg: PreprocessConfig) -> np.ndarray:
+    return np.stack([preprocess(im, cfg) for im in images])
