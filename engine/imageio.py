@@ -104,8 +104,8 @@ def read_image_info(path: StrPath) -> ImageInfo:
         width, height = img.size
         if isinstance(img, TiffImagePlugin.TiffImageFile):
             has_exif = ExifTags.IFD.Exif in exif or ExifTags.IFD.GPSInfo in exif
-            # Pillow >= 11 already reports TIFF sizes as displayed; the tags hold the stored size.
-            width, height = img.tag_v2[ExifTags.Base.ImageWidth], img.tag_v2[ExifTags.Base.ImageLength]
+            # Recent Pillow already reports TIFF sizes as displayed; the tags hold the stored size.
+            width, height = int(img.tag_v2[ExifTags.Base.ImageWidth]), int(img.tag_v2[ExifTags.Base.ImageLength])
         else:
             has_exif = bool(img.info.get("exif")) or "Raw profile type exif" in img.info
         if orientation >= 5:
@@ -182,7 +182,7 @@ def _opened(path: Path) -> Iterator[ImageFile.ImageFile]:
     try:
         with warnings.catch_warnings():
             # Pillow warns above MAX_IMAGE_PIXELS; our own limit decides (see the module docstring).
-            # catch_warnings is process-global before Python 3.14: a racing thread may at worst see
+            # catch_warnings is process-global before Python 3.14: a racing thread may at worst keep
             # this one filter, which only ever silences a warning we replace with our own check.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path, formats=_PILLOW_FORMATS)
