@@ -115,7 +115,9 @@ class Predictor:
             preds.append(p)
         return preds
 
-    def iter_predict(self, sources: Iterable[np.ndarray | str | Path], batch_size: int = 1) -> Iterator[PredictProgress]:
+    def iter_predict(
+        self, sources: Iterable[np.ndarray | str | Path], batch_size: int = 1
+    ) -> Iterator[PredictProgress]:
         """Predict many photos, yielding after each batch so callers can show progress or cancel.
 
         A photo that cannot be read yields an error for that photo and the rest carry on.

@@ -53,9 +53,9 @@ def preprocess(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """HxWx3 uint8 RGB -> (3, S, S) float32, normalised as the weights expect."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected HxWx3 uint8 RGB, got shape {rgb.shape} dtype {rgb.dtype}")
-    x = resize_square(rgb, cfg.img_size, cfg.interpolation).astype(np.float32) / 255.0
+    x: np.ndarray = resize_square(rgb, cfg.img_size, cfg.interpolation).astype(np.float32) / np.float32(255.0)
     x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 
 
 def preprocess_batch(images: list[np.ndarray], cfg: PreprocessConfig) -> np.ndarray:

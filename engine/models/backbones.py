@@ -9,6 +9,7 @@ pretrained ViT weights can be had offline). Both expose ``blocks`` as a ``Module
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -82,7 +83,7 @@ class ViTBackbone(TokenBackbone):
         import timm
 
         name = cfg.backbone.split(":", 1)[1]
-        vit = timm.create_model(
+        vit: Any = timm.create_model(
             name, pretrained=False, img_size=cfg.img_size, num_classes=0, drop_path_rate=cfg.drop_path_rate
         )
         if cfg.checkpoint_path:
@@ -108,7 +109,7 @@ class ViTBackbone(TokenBackbone):
         return self.norm_pre(self.pos_drop(torch.cat([cls, x], dim=1) + self.pos_embed))
 
 
-def _block_from_timm(tb: nn.Module, cfg: ModelConfig) -> Block:
+def _block_from_timm(tb: Any, cfg: ModelConfig) -> Block:
     blk = Block(cfg.embed_dim, tb.attn.num_heads, cfg.mlp_ratio, qkv_bias=tb.attn.qkv.bias is not None)
     missing, unexpected = blk.load_state_dict(tb.state_dict(), strict=False)
     real_missing = [k for k in missing if k]
@@ -118,7 +119,7 @@ def _block_from_timm(tb: nn.Module, cfg: ModelConfig) -> Block:
     return blk
 
 
-def load_local_vit_checkpoint(vit: nn.Module, path: Path) -> None:
+def load_local_vit_checkpoint(vit: Any, path: Path) -> None:
     """Initialise a timm ViT from a user-supplied file (safetensors or a tensor-only torch file)."""
     if not path.is_file():
         raise ModelConfigError("ViT checkpoint file not found", path)

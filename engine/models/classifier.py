@@ -8,6 +8,8 @@ pooling, and one linear layer per head.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -27,7 +29,7 @@ class PlainClassifier(nn.Module):
         if kind == "cnn" and name in ("lite0", "tf_efficientnet_lite0"):
             from engine.models.efficientnet_lite import create_efficientnet_lite0
 
-            trunk = create_efficientnet_lite0(pretrained=cfg.pretrained)
+            trunk: Any = create_efficientnet_lite0(pretrained=cfg.pretrained)
             trunk.reset_classifier(0)
         elif kind in ("cnn", "vit"):
             trunk = timm.create_model(name, pretrained=False, num_classes=0, **_size_kw(kind, cfg))
@@ -50,5 +52,5 @@ class PlainClassifier(nn.Module):
         return {"backbone": list(self.trunk.parameters()), "heads": list(self.heads.parameters())}
 
 
-def _size_kw(kind: str, cfg: ModelConfig) -> dict[str, int]:
+def _size_kw(kind: str, cfg: ModelConfig) -> dict[str, Any]:
     return {"img_size": cfg.img_size} if kind == "vit" else {}

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import nn
 
 from engine.errors import ModelConfigError
 
@@ -84,11 +84,11 @@ def lite0_checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> dict[str,
     return out
 
 
-def create_efficientnet_lite0(pretrained: bool = True, **kwargs: object) -> nn.Module:
+def create_efficientnet_lite0(pretrained: bool = True, **kwargs: Any) -> Any:
     """timm's ``tf_efficientnet_lite0`` with the packaged ImageNet weights (read from local disk only)."""
     import timm
 
-    model: nn.Module = timm.create_model("tf_efficientnet_lite0", pretrained=False, **kwargs)
+    model: Any = timm.create_model("tf_efficientnet_lite0", pretrained=False, **kwargs)
     if pretrained:
         raw = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
         mapped = lite0_checkpoint_filter_fn(raw)
