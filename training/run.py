@@ -1,0 +1,322 @@
+"""Runs: every fit writes a folder with its resolved config, folds, logs, plots, metrics, checkpoint, bundle.
+
+``run_train`` fits once (optionally holding out a patient-grouped validation split for best-checkpoint
+selection); ``run_cv`` does DermImitFormer §3's K-fold protocol (patient-grouped, stratified), reports
+Table 2's mean ± std, saves out-of-fold predictions, then fits on all data and exports the bundle.
+CV folds are scored with the last epoch: selecting epochs on the test fold would leak it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from engine.models import TABLE1_ROWS, ModelConfig, build_model, model_config
+from engine.preprocess import PreprocessConfig
+from engine.taxonomy import Taxonomy
+from training.augment import TrainTransform
+from training.config import ConfigError, ExperimentConfig, config_to_dict
+from training.data.dataset import PackDataset, class_balanced_weights
+from training.data.manifest import read_manifest
+from training.data.pack import PackData, pack, read_pack_labels
+from training.data.spec import load_spec
+from training.data.splits import Folds, grouped_holdout, make_folds
+from training.distributed import DistInfo
+from training.evaluate import (
+    Predictions,
+    compute_metrics,
+    flat_metrics,
+    predict,
+    save_predictions_h5,
+    table2_markdown,
+    write_plots,
+)
+from training.losses import MultiTaskLoss
+from training.trainer import Trainer, TrainResult, amp_dtype, resolve_device
+
+__all__ = [
+    "FitOutput",
+    "build_loss",
+    "build_model_from_config",
+    "ensure_pack",
+    "export_model",
+    "fit",
+    "make_dataset",
+    "make_run_dir",
+    "run_cv",
+    "run_train",
+]
+
+Log = Callable[[str], None]
+
+
+def make_run_dir(cfg: ExperimentConfig, out: str | Path | None = None, suffix: str = "") -> Path:
+    """``out`` if given, else ``<output_dir>/<name><suffix>-<timestamp>``; the resolved config is saved in it."""
+    path = Path(out) if out else Path(cfg.output_dir) / f"{cfg.name}{suffix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def ensure_pack(cfg: ExperimentConfig, root: str | Path | None = None, log: Log = print) -> PackData:
+    """The pack named in the config, or a cached one at ``<output_dir>/packs/<spec>_<size>.h5`` (made if absent)."""
+    spec = load_spec(cfg.data.spec, root=root)
+    default = Path(cfg.output_dir) / "packs" / f"{spec.name}_{cfg.data.pack_size}.h5"
+    path = Path(cfg.data.pack) if cfg.data.pack else default
+    if not path.is_file():
+        manifest = read_manifest(spec)
+        log(f"packing {len(manifest)} images from {spec.root} -> {path}")
+        report = pack(manifest, path, size=cfg.data.pack_size)
+        for p in (*manifest.problems, *report.skipped):
+            log(f"  note: {p}")
+        log(f"packed {report.written} images in {report.seconds:.1f}s")
+    return read_pack_labels(path)
+
+
+def build_model_from_config(cfg: ExperimentConfig, taxonomy: Taxonomy) -> tuple[nn.Module, ModelConfig]:
+    """Registered model + Table 1 row + overrides, with class counts from the taxonomy."""
+    over: dict[str, Any] = {}
+    if cfg.model.table1_row:
+        if cfg.model.table1_row not in TABLE1_ROWS:
+            raise ConfigError(f"unknown Table 1 row {cfg.model.table1_row!r}; known: {sorted(TABLE1_ROWS)}")
+        over.update(TABLE1_ROWS[cfg.model.table1_row])
+    over.update(cfg.model.overrides)
+    if "heads" in over:
+        over["heads"] = tuple(over["heads"])
+    base = model_config(cfg.model.name, **over)
+    mcfg = base.replace(num_classes={h: len(taxonomy.head(h)) for h in base.heads})
+    model = build_model(mcfg)
+    if cfg.model.init_from:
+        load_weights(model, cfg.model.init_from)
+    return model, mcfg
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Initialise from a bundle (.dmvb) or a training checkpoint (.pt); shapes must match."""
+    path = Path(path)
+    if path.suffix == ".dmvb":
+        from engine.bundle import load_bundle
+
+        state = load_bundle(path).state_dict
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = state.get("model", state)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+
+
+def build_loss(cfg: ExperimentConfig, data: PackData, heads: tuple[str, ...], train_idx: np.ndarray) -> MultiTaskLoss:
+    cw = None
+    if cfg.loss.class_weights == "balanced":
+        lab = data.labels["disease"][train_idx]
+        known = lab[lab >= 0]
+        counts = np.bincount(known, minlength=len(data.taxonomy.head("disease"))).astype(np.float64)
+        w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(counts), 0.0)
+        cw = torch.tensor(w, dtype=torch.float32)
+    elif cfg.loss.class_weights != "none":
+        raise ConfigError(f"loss.class_weights must be none or balanced, got {cfg.loss.class_weights!r}")
+    return MultiTaskLoss(data.taxonomy, heads, cfg.loss.weights, label_smoothing=cfg.loss.label_smoothing,
+                         class_weights=cw)
+
+
+def make_dataset(cfg: ExperimentConfig, data: PackData, idx: np.ndarray, mcfg: ModelConfig, *, train: bool,
+                 corruption: tuple[str, int] | None = None) -> PackDataset:
+    tf = TrainTransform(cfg.augment, mcfg.img_size, cfg.data.mean, cfg.data.std) if train else None
+    return PackDataset(data, idx, mcfg.heads, img_size=mcfg.img_size, mean=cfg.data.mean, std=cfg.data.std,
+                       transform=tf, seed=cfg.train.seed, corruption=corruption)
+
+
+def _limit(cfg: ExperimentConfig, data: PackData) -> np.ndarray:
+    n = len(data) if cfg.data.limit is None else min(cfg.data.limit, len(data))
+    return np.arange(n)
+
+
+@dataclass
+class FitOutput:
+    model: nn.Module
+    model_config: ModelConfig
+    result: TrainResult
+    val_predictions: Predictions | None
+
+
+def fit(
+    cfg: ExperimentConfig,
+    data: PackData,
+    train_idx: np.ndarray,
+    run_dir: Path | None,
+    *,
+    val_idx: np.ndarray | None = None,
+    dist: DistInfo | None = None,
+    resume: str | Path | None = None,
+    model: nn.Module | None = None,
+    mcfg: ModelConfig | None = None,
+    extra_loss: Any = None,
+) -> FitOutput:
+    """Train one model on ``train_idx``; with ``val_idx`` the best epoch by ``select_metric`` is restored."""
+    torch.manual_seed(cfg.train.seed)
+    if model is None or mcfg is None:
+        model, mcfg = build_model_from_config(cfg, data.taxonomy)
+    loss_fn = build_loss(cfg, data, mcfg.heads, train_idx)
+    train_set = make_dataset(cfg, data, train_idx, mcfg, train=True)
+    weights = None
+    if cfg.data.balanced_sampling:
+        weights = class_balanced_weights(data.labels["disease"][train_idx], data.masks["disease"][train_idx])
+    device = resolve_device(cfg.train.device)
+    amp = amp_dtype(cfg.train.amp, device)
+    val_fn = None
+    if val_idx is not None and len(val_idx):
+        val_set = make_dataset(cfg, data, val_idx, mcfg, train=False)
+
+        def val_fn(m: nn.Module) -> dict[str, float]:
+            preds = predict(m, val_set, batch_size=cfg.data.eval_batch_size, device=device, amp=amp, loss_fn=loss_fn)
+            return flat_metrics(compute_metrics(preds, data))
+
+    trainer = Trainer(model, loss_fn, train_set, cfg, run_dir, val_fn=val_fn, dist=dist, sample_weights=weights,
+                      extra_loss=extra_loss)
+    result = trainer.fit(resume=resume)
+    if val_fn is not None and result.best_checkpoint is not None:
+        state = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+    val_preds = None
+    if val_idx is not None and len(val_idx):
+        val_preds = predict(model, make_dataset(cfg, data, val_idx, mcfg, train=False),
+                            batch_size=cfg.data.eval_batch_size, device=device, amp=amp)
+    return FitOutput(model, mcfg, result, val_preds)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def export_model(
+    model: nn.Module, mcfg: ModelConfig, cfg: ExperimentConfig, taxonomy: Taxonomy, out_dir: Path, *,
+    metrics: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None, log: Log = print,
+) -> dict[str, Path]:
+    """Bundle (.dmvb) via ``engine.bundle.save_bundle``; ONNX via ``engine.export`` when it is available."""
+    from engine.bundle import save_bundle
+
+    pre = PreprocessConfig(img_size=mcfg.img_size, mean=cfg.data.mean, std=cfg.data.std, interpolation="area")
+    prov = {"config": config_to_dict(cfg), "git_commit": _git_commit(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **(provenance or {})}
+    paths = {"bundle": save_bundle(out_dir / f"{cfg.name}.dmvb", model.cpu().eval(), model_config=mcfg,
+                                   taxonomy=taxonomy, preprocess=pre, name=cfg.name, version="1",
+                                   metrics=metrics or {}, provenance=prov)}
+    if cfg.train.export_onnx:
+        try:
+            from engine.export import export_onnx  # type: ignore[import-not-found]
+        except ImportError:
+            log("engine.export is not available yet: ONNX export skipped")
+        else:
+            paths["onnx"] = Path(export_onnx(paths["bundle"], out_dir / f"{cfg.name}.onnx"))
+    return paths
+
+
+def run_train(cfg: ExperimentConfig, *, out: str | Path | None = None, root: str | Path | None = None,
+              resume: str | Path | None = None, dist: DistInfo | None = None, log: Log = print) -> Path:
+    """One fit on all (limited) data, minus a grouped validation split if ``train.val_fraction`` > 0."""
+    dist = dist or DistInfo()
+    data = ensure_pack(cfg, root, log)
+    run_dir = make_run_dir(cfg, out) if dist.is_main else Path(out or cfg.output_dir)
+    idx = _limit(cfg, data)
+    tr, va = grouped_holdout(data.labels["disease"], data.groups, idx, cfg.train.val_fraction, cfg.train.seed)
+    if dist.is_main:
+        (run_dir / "split.json").write_text(json.dumps({"train": [data.ids[i] for i in tr],
+                                                        "val": [data.ids[i] for i in va]}), encoding="utf-8")
+    fo = fit(cfg, data, tr, run_dir, val_idx=va, dist=dist, resume=resume)
+    if not dist.is_main:
+        return run_dir
+    metrics: dict[str, Any] = {"wall_time_s": fo.result.wall_time_s, "best_epoch": fo.result.best_epoch,
+                               "epochs": fo.result.epochs_run}
+    if fo.val_predictions is not None:
+        metrics["val"] = compute_metrics(fo.val_predictions, data)
+        write_plots(run_dir / "plots", fo.val_predictions, data)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    paths = export_model(fo.model, fo.model_config, cfg, data.taxonomy, run_dir,
+                         metrics=_headline(metrics.get("val")), log=log)
+    log(f"run folder: {run_dir}  bundle: {paths['bundle']}")
+    return run_dir
+
+
+def _headline(metrics: dict[str, Any] | None) -> dict[str, Any]:
+    if not metrics:
+        return {}
+    flat = flat_metrics(metrics)
+    keys = ("disease_fused.accuracy", "disease_fused.balanced_accuracy", "disease_fused.macro_f1",
+            "disease_fused.weighted_f1", "body_part.accuracy", "attributes.map_class")
+    return {k: flat[k] for k in keys if k in flat}
+
+
+def run_cv(cfg: ExperimentConfig, *, out: str | Path | None = None, root: str | Path | None = None,
+           log: Log = print) -> Path:
+    """K-fold CV (Table 2 mean ± std, OOF predictions + embeddings), then a final fit on everything."""
+    data = ensure_pack(cfg, root, log)
+    run_dir = make_run_dir(cfg, out)
+    idx = _limit(cfg, data)
+    folds = make_folds(data.labels["disease"][idx], [data.groups[i] for i in idx], [data.ids[i] for i in idx],
+                       k=cfg.cv.folds, seed=cfg.cv.seed)
+    folds.save(run_dir / "folds.json")
+    t0 = time.perf_counter()
+    fold_metrics: list[dict[str, Any]] = []
+    parts: list[Predictions] = []
+    mcfg: ModelConfig | None = None
+    todo = cfg.cv.only_folds if cfg.cv.only_folds is not None else list(range(cfg.cv.folds))
+    for f in todo:
+        fdir = run_dir / f"fold{f}"
+        tr, te = idx[folds.train_indices(f)], idx[folds.test_indices(f)]
+        log(f"fold {f + 1}/{cfg.cv.folds}: train {len(tr)} images, test {len(te)}")
+        fo = fit(cfg, data, tr, fdir)
+        mcfg = fo.model_config
+        device = resolve_device(cfg.train.device)
+        preds = predict(fo.model, make_dataset(cfg, data, te, mcfg, train=False),
+                        batch_size=cfg.data.eval_batch_size, device=device, amp=amp_dtype(cfg.train.amp, device))
+        preds.fold = np.full(len(te), f)
+        m = compute_metrics(preds, data)
+        m["wall_time_s"] = fo.result.wall_time_s
+        (fdir / "metrics.json").write_text(json.dumps(m, indent=1), encoding="utf-8")
+        fold_metrics.append(m)
+        parts.append(preds)
+        log(f"fold {f + 1}: {json.dumps(_headline(m))}")
+    oof = Predictions.concat(parts)
+    save_predictions_h5(run_dir / "oof_predictions.h5", oof, data, run=cfg.name, k=cfg.cv.folds)
+    write_plots(run_dir / "plots", oof, data)
+    if "disease" in oof.probs and "disease_fused" in oof.probs:
+        write_plots(run_dir / "plots", oof, data, key="disease")
+    summary = {"folds": fold_metrics, "summary": {k: dict(v) for k, v in _summary(fold_metrics).items()},
+               "oof": compute_metrics(oof, data), "cv_wall_time_s": time.perf_counter() - t0}
+    table = table2_markdown({cfg.name: fold_metrics})
+    (run_dir / "table2.md").write_text(table, encoding="utf-8")
+    log("\n" + table)
+    if cfg.cv.final_fit:
+        log(f"final fit on all {len(idx)} images")
+        fo = fit(cfg, data, idx, run_dir / "final")
+        summary["final_wall_time_s"] = fo.result.wall_time_s
+        export_model(fo.model, fo.model_config, cfg, data.taxonomy, run_dir,
+                     metrics={f"cv.{k}": v for k, v in _headline(summary["oof"]).items()},
+                     provenance={"folds": folds.to_dict()["k"], "cv_table": table}, log=log)
+    summary["total_wall_time_s"] = time.perf_counter() - t0
+    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
+    log(f"run folder: {run_dir}")
+    return run_dir
+
+
+def _summary(fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    from engine.metrics import summarize_folds
+
+    return summarize_folds(fold_metrics)
+
+
+def load_folds(path: str | Path, data: PackData) -> Folds:
+    return Folds.load(path, data.ids, data.groups)
