@@ -182,7 +182,7 @@ class Trainer:
         if o.freeze_backbone_epochs > 0:
             set_backbone_trainable(self.model, epoch >= o.freeze_backbone_epochs, o.freeze)
 
-    def _train_mode(self) -> None:
+    def train_mode(self) -> None:
         self.model.train()
         for bn in frozen_batchnorms(self.model):
             bn.eval()
@@ -214,7 +214,7 @@ class Trainer:
         end = cfg.train.epochs if stop_after_epoch is None else min(cfg.train.epochs, stop_after_epoch)
         for epoch in range(self.epoch, end):
             self._set_phase(epoch)
-            self._train_mode()
+            self.train_mode()
             sums: dict[str, float] = {}
             n_img, t_ep = 0, time.perf_counter()
             bar = _progress(self._batches(epoch), self.steps_per_epoch, f"epoch {epoch + 1}/{cfg.train.epochs}",
