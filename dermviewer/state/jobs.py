@@ -1,0 +1,104 @@
+"""The work the GUI hands to worker threads, as plain functions over engine objects (testable without Qt)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dermviewer.state.metadata import photo_metadata
+from dermviewer.state.model import ModelHost
+from dermviewer.state.overlays import LSM_HEADS, OverlayLayer, lsm_map, token_boxes
+from dermviewer.state.whatif import WhatIfParams
+from engine.errors import DermViewerError
+from engine.imageio import load_image
+from engine.prediction import Prediction
+
+__all__ = ["CaseView", "FolderItem", "WhatIfView", "analyze_photo", "layers_for", "predict_many", "predict_whatif",
+           "thumbnail"]
+
+THUMB = 96
+
+
+def thumbnail(rgb: np.ndarray, side: int = THUMB) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    s = side / max(h, w)
+    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def layers_for(prediction: Prediction, image_size: tuple[int, int]) -> dict[str, list[OverlayLayer]]:
+    """LSM map + selected tokens for each LSM head, keyed by head."""
+    out: dict[str, list[OverlayLayer]] = {}
+    for head in LSM_HEADS:
+        layers = [x for x in (lsm_map(prediction, head), token_boxes(prediction, head, image_size)) if x is not None]
+        if layers:
+            out[head] = layers
+    return out
+
+
+@dataclass
+class CaseView:
+    """Everything the canvas and panels need for the current photo."""
+
+    path: Path
+    image: np.ndarray
+    prediction: Prediction
+    layers: dict[str, list[OverlayLayer]] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+def analyze_photo(host: ModelHost, path: Path, prediction: Prediction | None = None) -> CaseView:
+    """Load, predict (unless a prediction from a folder run is reused) and build the overlay layers."""
+    image = load_image(path)
+    if prediction is None:
+        prediction = host.predictor.predict(image)
+    view = CaseView(Path(path), image, prediction, metadata=photo_metadata(path))
+    view.layers = layers_for(prediction, view.image_size)
+    return view
+
+
+@dataclass
+class WhatIfView:
+    params: WhatIfParams
+    image: np.ndarray
+    prediction: Prediction
+    layers: dict[str, list[OverlayLayer]] = field(default_factory=dict)
+
+
+def predict_whatif(host: ModelHost, clean: np.ndarray, params: WhatIfParams) -> WhatIfView:
+    corrupted = params.apply(clean)
+    pred = host.predictor.predict(corrupted)
+    size = (int(corrupted.shape[0]), int(corrupted.shape[1]))
+    return WhatIfView(params, corrupted, pred, layers_for(pred, size))
+
+
+@dataclass(frozen=True)
+class FolderItem:
+    done: int
+    total: int
+    path: Path
+    prediction: Prediction | None
+    thumbnail: np.ndarray | None
+    error: str | None
+
+
+def predict_many(host: ModelHost, paths: Sequence[Path], cancelled: Callable[[], bool]) -> Iterator[FolderItem]:
+    """One item per photo, in order; a bad photo yields its error (naming the file) and the run carries on."""
+    total = len(paths)
+    for i, path in enumerate(paths, 1):
+        if cancelled():
+            return
+        try:
+            image = load_image(path)
+            pred = host.predictor.predict(image)
+        except DermViewerError as exc:
+            yield FolderItem(i, total, Path(path), None, None, str(exc))
+            continue
+        yield FolderItem(i, total, Path(path), pred, thumbnail(image), None)
