@@ -1,0 +1,41 @@
+"""Create the QApplication and the review window, open the model and the photos given on the command line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from dermviewer.qt.main_window import MainWindow
+from dermviewer.state.app_state import AppState
+from dermviewer.state.settings import Settings
+
+__all__ = ["create_window", "run"]
+
+
+def create_window(photos: Sequence[str | Path] = (), model: str | Path | None = None,
+                  settings: Settings | None = None) -> MainWindow:
+    """A ready window: the model starts loading in a worker and the photos are queued behind it."""
+    import resources
+
+    state = AppState(settings if settings is not None else Settings.load())
+    win = MainWindow(state)
+    model_path = model or state.settings.model_path
+    if not model_path or not Path(model_path).exists():
+        model_path = resources.default_model_path()
+    win.controller.load_model(model_path)
+    if photos:
+        win.controller.open_paths([Path(p) for p in photos])
+    return win
+
+
+def run(photos: Sequence[str] = (), model: str | None = None) -> int:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("DermViewer")
+    app.setOrganizationName("DermViewer")
+    app.setStyle("Fusion")
+    win = create_window(photos, model)
+    win.show()
+    return int(app.exec())

@@ -1,0 +1,175 @@
+"""Menus, toolbar and shortcuts of the review window, plus the commands that only menus start
+(model dialogs, report export). Every keyboard shortcut is shown next to its menu entry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QMenu, QToolBar
+
+from dermviewer.qt.dialogs import ModelInfoDialog, PreferencesDialog
+from dermviewer.qt.report_pdf import write_report_pdf
+from dermviewer.state.app_state import Mode
+from dermviewer.state.overlays import LSM_HEADS, OverlayKind
+from dermviewer.state.report import ReportContent, compose_overlays
+
+if TYPE_CHECKING:
+    from dermviewer.qt.main_window import MainWindow
+
+__all__ = ["build_menus", "export_report"]
+
+Keys = QKeySequence | str | list[QKeySequence | str]
+
+
+def _action(win: MainWindow, menu: QMenu, text: str, slot: Callable[[], object], keys: Keys | None = None,
+            name: str = "") -> QAction:
+    a = QAction(text, win)
+    if keys is not None:
+        seqs = keys if isinstance(keys, list) else [keys]
+        a.setShortcuts([QKeySequence(k) for k in seqs])
+    a.triggered.connect(lambda _checked=False: slot())
+    menu.addAction(a)
+    win.addAction(a)  # shortcuts work while the menu bar is hidden or focus is in a panel
+    a.setObjectName(name or text)
+    return a
+
+
+def build_menus(win: MainWindow) -> dict[str, QAction]:
+    s, c, canvas = win.state, win.controller, win.canvas
+    acts: dict[str, QAction] = {}
+    mb = win.menuBar()
+
+    f = mb.addMenu("&File")
+    acts["open"] = _action(win, f, "&Open photos…", win.open_photos_dialog, QKeySequence.StandardKey.Open)
+    acts["open_folder"] = _action(win, f, "Open &folder…", win.open_folder_dialog, "Ctrl+Shift+O")
+    recent = f.addMenu("Open &recent")
+    recent.setObjectName("recent_menu")
+
+    def fill_recent() -> None:
+        recent.clear()
+        for p in s.settings.recent_files:
+            a = recent.addAction(p)
+            a.triggered.connect(lambda _c=False, p=p: c.open_paths([Path(p)]))
+        if not s.settings.recent_files:
+            recent.addAction("(none)").setEnabled(False)
+
+    recent.aboutToShow.connect(fill_recent)
+    f.addSeparator()
+    acts["report"] = _action(win, f, "&Export report (PDF)…", lambda: export_report(win), "Ctrl+E")
+    f.addSeparator()
+    acts["quit"] = _action(win, f, "&Quit", win.close, QKeySequence.StandardKey.Quit)
+
+    v = mb.addMenu("&View")
+    acts["next"] = _action(win, v, "&Next photo", s.cases.next, [Qt.Key.Key_PageDown, "N"])
+    acts["previous"] = _action(win, v, "&Previous photo", s.cases.previous, [Qt.Key.Key_PageUp, "P"])
+    v.addSeparator()
+    acts["zoom_in"] = _action(win, v, "Zoom &in", canvas.zoom_in, [QKeySequence.StandardKey.ZoomIn, "+"])
+    acts["zoom_out"] = _action(win, v, "Zoom &out", canvas.zoom_out, [QKeySequence.StandardKey.ZoomOut, "-"])
+    acts["fit"] = _action(win, v, "&Fit to window", canvas.fit, ["Ctrl+0", "F"])
+    acts["actual"] = _action(win, v, "&Actual size (1:1)", canvas.actual_size, ["Ctrl+1", "1"])
+    v.addSeparator()
+    for kind, text, key in ((OverlayKind.LSM, "LSM attention map", "L"), (OverlayKind.TOKENS, "Selected tokens", "T"),
+                            (OverlayKind.GRADCAM, "Grad-CAM", "G")):
+        acts[f"toggle_{kind.value}"] = _action(win, v, f"Toggle {text}", lambda k=kind: s.toggle_overlay(k), key)
+    acts["toggle_split"] = _action(win, v, "Toggle split view", lambda: s.set_overlay(split=not s.overlays.split), "S")
+
+    def next_head() -> None:
+        i = LSM_HEADS.index(s.overlays.lsm_head)
+        s.set_overlay(lsm_head=LSM_HEADS[(i + 1) % len(LSM_HEADS)])
+
+    acts["lsm_head"] = _action(win, v, "Switch LSM head (disease/attributes)", next_head, "H")
+
+    m = mb.addMenu("&Model")
+    acts["open_model"] = _action(win, m, "&Open model (bundle or ONNX)…", lambda: open_model_dialog(win), "Ctrl+M")
+    acts["model_info"] = _action(win, m, "Model &information…", lambda: show_model_info(win), "Ctrl+I")
+    acts["preferences"] = _action(win, m, "&Preferences…", lambda: show_preferences(win),
+                                  QKeySequence.StandardKey.Preferences)
+
+    tb = QToolBar("Main")
+    tb.setObjectName("main_toolbar")
+    tb.setMovable(False)
+    tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+    win.addToolBar(tb)
+    modes = QActionGroup(win)
+    for mode in Mode:
+        a = QAction(mode.value if mode.available else f"{mode.value} (coming)", win)
+        a.setCheckable(True)
+        a.setChecked(mode is s.mode)
+        a.setEnabled(mode.available)
+        a.setObjectName(f"mode_{mode.name.lower()}")
+        modes.addAction(a)
+        tb.addAction(a)
+    tb.addSeparator()
+    for key in ("open", "open_folder", "previous", "next", "fit", "actual", "report"):
+        tb.addAction(acts[key])
+    acts["open"].setIconText("Open")
+    acts["open_folder"].setIconText("Folder")
+    acts["previous"].setIconText("◀ Prev")
+    acts["next"].setIconText("Next ▶")
+    acts["fit"].setIconText("Fit")
+    acts["actual"].setIconText("1:1")
+    acts["report"].setIconText("Report")
+    for a in acts.values():
+        keys = a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        if keys:
+            a.setToolTip(f"{a.text().replace('&', '')} ({keys})")
+    return acts
+
+
+def open_model_dialog(win: MainWindow) -> None:
+    path, _ = QFileDialog.getOpenFileName(win, "Open model", "", "Models (*.dmvb *.onnx);;All files (*)")
+    if path:
+        win.controller.load_model(path)
+
+
+def show_model_info(win: MainWindow) -> None:
+    info = win.state.model.info
+    if info is None:
+        win.state.message.emit("warning", "No model is loaded yet.")
+        return
+    dlg = ModelInfoDialog(info, win)
+    dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+    dlg.show()
+
+
+def show_preferences(win: MainWindow) -> None:
+    dlg = PreferencesDialog(win.state.settings, win)
+    if dlg.exec() and dlg.apply_to(win.state.settings):
+        win.state.settings.save()
+        if win.state.settings.model_path:
+            win.controller.load_model(win.state.settings.model_path)
+    dlg.deleteLater()
+
+
+def export_report(win: MainWindow, path: str | Path | None = None) -> Path | None:
+    s = win.state
+    if s.view is None or s.model.info is None:
+        s.message.emit("warning", "Open a photo (and wait for its prediction) before exporting a report.")
+        return None
+    if path is None:
+        default = f"{s.view.path.stem}_report_{dt.date.today():%Y%m%d}.pdf"
+        chosen, _ = QFileDialog.getSaveFileName(win, "Export report", default, "PDF (*.pdf)")
+        if not chosen:
+            return None
+        path = chosen
+    image = s.displayed_image()
+    assert image is not None
+    content = ReportContent(
+        case_name=s.view.path.name, prediction=s.view.prediction, model=s.model.info,
+        overlays_shown=s.shown_overlay_names(), metadata=s.view.metadata, whatif=s.comparison(),
+        whatif_params=s.whatif_params if s.showing_whatif else None, top_k=s.settings.top_k)
+    overlay = compose_overlays(image, s.displayed_layers(), s.overlays)
+    whatif_img = s.whatif.image if s.showing_whatif and s.whatif is not None else None
+    try:
+        out = write_report_pdf(path, content, s.view.image, overlay, whatif_img)
+    except OSError as exc:
+        s.message.emit("error", f"{path}: cannot write the report ({exc})")
+        return None
+    s.message.emit("info", f"Report written to {out}")
+    return out
