@@ -79,6 +79,14 @@ class Predictor:
         else:
             raise ModelConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
 
+    @classmethod
+    def from_backend(cls, bundle: Bundle, backend: Backend, device: str | torch.device = "cpu") -> Predictor:
+        """A predictor around an already-built backend, e.g. an ONNX file that carries its own config."""
+        self = cls.__new__(cls)
+        self.bundle, self.backend, self.backend_name = bundle, backend, backend.name
+        self.device = torch.device(device)
+        return self
+
     @property
     def model(self) -> torch.nn.Module:
         """The torch module (only for the torch backend; explanations need it)."""

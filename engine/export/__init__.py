@@ -1,0 +1,39 @@
+"""ONNX export of DermImitFormer bundles, the ONNX Runtime backend, parity checks and int8 quantisation.
+
+onnx and onnxruntime are imported only inside the functions that need them.
+"""
+
+from engine.export.backend import OnnxBackend, OnnxFile, bundle_from_header, onnx_predictor, read_onnx
+from engine.export.onnx_export import (
+    DEFAULT_OPSET,
+    INPUT_NAME,
+    META_BUNDLE,
+    expected_outputs,
+    export_onnx,
+    export_onnx_bytes,
+    weights_sha256,
+)
+from engine.export.parity import ParityReport, check_parity, probabilities, top1_agreement
+from engine.export.quantize import INT8_PRECISION, QuantizationReport, quantize_int8
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "INPUT_NAME",
+    "INT8_PRECISION",
+    "META_BUNDLE",
+    "OnnxBackend",
+    "OnnxFile",
+    "ParityReport",
+    "QuantizationReport",
+    "bundle_from_header",
+    "check_parity",
+    "expected_outputs",
+    "export_onnx",
+    "export_onnx_bytes",
+    "onnx_predictor",
+    "probabilities",
+    "quantize_int8",
+    "read_onnx",
+    "top1_agreement",
+    "weights_sha256",
+]

@@ -1,0 +1,215 @@
+"""Reading DermViewer ONNX files, and the ONNX Runtime backend of :class:`~engine.inference.Predictor`.
+
+Reading validates everything before a session is built: protobuf parses, ``onnx.checker`` passes,
+the DermViewer metadata is present, the graph checksum matches (tampering), the config parses, and
+the input/outputs are the ones the config's model has (a file from another model). Every failure is
+an :class:`~engine.errors.ExportError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from engine.bundle import SCHEMA_VERSION, Bundle
+from engine.errors import DermViewerError, ExportError
+from engine.export.onnx_export import (
+    INPUT_NAME,
+    META_BUNDLE,
+    META_PRECISION,
+    META_SHA256,
+    META_WEIGHTS_SHA256,
+    expected_outputs,
+    export_onnx_bytes,
+    model_sha256,
+    weights_sha256,
+)
+from engine.models.config import ModelConfig
+from engine.preprocess import PreprocessConfig
+from engine.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from engine.inference import Predictor
+
+__all__ = ["OnnxBackend", "OnnxFile", "bundle_from_header", "onnx_predictor", "read_onnx"]
+
+_DTYPES = {torch.float32: 1, torch.int64: 7}  # onnx.TensorProto.FLOAT / INT64
+
+
+@dataclass
+class OnnxFile:
+    """A validated DermViewer ONNX model: its bytes, the bundle it describes (no weights) and metadata."""
+
+    blob: bytes
+    bundle: Bundle
+    output_names: list[str]
+    precision: str
+    weights_sha256: str
+    path: Path | None
+
+
+def bundle_from_header(header: dict[str, Any], path: Path | None = None) -> Bundle:
+    """Rebuild a weightless :class:`Bundle` (config, preprocessing, taxonomy, thresholds) from a header."""
+    if header.get("schema_version") != SCHEMA_VERSION:
+        raise ExportError(f"bundle schema version {header.get('schema_version')!r} is not supported", path)
+    try:
+        return Bundle(
+            name=str(header["name"]),
+            version=str(header["version"]),
+            model_config=ModelConfig.from_dict(header["model"]),
+            preprocess=PreprocessConfig.from_dict(header["preprocess"]),
+            taxonomy=Taxonomy.from_dict(header["taxonomy"], path),
+            state_dict={},
+            thresholds=dict(header.get("thresholds", {})),
+            metrics=dict(header.get("metrics", {})),
+            provenance=dict(header.get("provenance", {})),
+            path=path,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"embedded bundle config is incomplete or malformed: {exc!r}", path) from exc
+    except DermViewerError as exc:
+        raise ExportError(f"embedded bundle config is invalid: {exc.reason}", path) from exc
+
+
+def read_onnx(source: str | Path | bytes) -> OnnxFile:
+    """Parse and validate a DermViewer ONNX model from a path or bytes."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = None if isinstance(source, bytes) else Path(source)
+    if path is None:
+        blob = bytes(source)  # type: ignore[arg-type]
+    else:
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise ExportError(f"cannot read: {exc.strerror or exc}", path) from exc
+    if not blob:
+        raise ExportError("file is empty", path)
+    try:
+        model = onnx.load_model_from_string(blob)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise ExportError(f"not an ONNX model or corrupted ({exc.__class__.__name__})", path) from exc
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ExportError(f"not a valid ONNX model (truncated or corrupted?): {first}", path) from exc
+    meta = {p.key: p.value for p in model.metadata_props}
+    missing = [k for k in (META_BUNDLE, META_SHA256) if k not in meta]
+    if missing:
+        raise ExportError(f"no DermViewer metadata ({', '.join(missing)}): not from DermViewer, or stripped", path)
+    if model_sha256(model) != meta[META_SHA256]:
+        raise ExportError("checksum mismatch: the file was modified or corrupted", path)
+    try:
+        header = json.loads(meta[META_BUNDLE])
+    except json.JSONDecodeError as exc:
+        raise ExportError("embedded bundle config is not valid JSON", path) from exc
+    if not isinstance(header, dict):
+        raise ExportError("embedded bundle config is not a JSON object", path)
+    bundle = bundle_from_header(header, path)
+    names = _check_signature(model, bundle, path)
+    return OnnxFile(blob, bundle, names, meta.get(META_PRECISION, "fp32"), meta.get(META_WEIGHTS_SHA256, ""), path)
+
+
+def _check_signature(model: Any, bundle: Bundle, path: Path | None) -> list[str]:
+    cfg = bundle.model_config
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
+        raise ExportError(f"expected one input {INPUT_NAME!r}, found {[i.name for i in inputs]}", path)
+    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in inputs[0].type.tensor_type.shape.dim]
+    want = [-1, 3, cfg.img_size, cfg.img_size]
+    if dims != want or bundle.preprocess.img_size != cfg.img_size:
+        raise ExportError(f"input shape {dims} does not match the embedded config ({want}, batch dynamic)", path)
+    expected = expected_outputs(cfg)
+    got = {o.name: o for o in model.graph.output}
+    if set(got) != set(expected):
+        raise ExportError(f"outputs {sorted(got)} do not match the embedded config's model {sorted(expected)}", path)
+    for name, (shape, dtype) in expected.items():
+        t = got[name].type.tensor_type
+        out_dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        fits = len(out_dims) == 1 + len(shape) and all(g in (-1, w) for g, w in zip(out_dims[1:], shape, strict=False))
+        if t.elem_type != _DTYPES.get(dtype) or not fits or out_dims[0] != -1:
+            raise ExportError(f"output {name!r} is {out_dims} (type {t.elem_type}), expected [batch, *{list(shape)}]",
+                              path)
+    return [o.name for o in model.graph.output]
+
+
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as st
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NotImplemented",
+             "RuntimeException", "EPFail")
+    return (*(getattr(st, n) for n in names if hasattr(st, n)), RuntimeError)
+
+
+def _providers(device: str | torch.device) -> list[str]:
+    import onnxruntime as ort
+
+    kind = torch.device(device).type if str(device) != "auto" else "auto"
+    available = ort.get_available_providers()
+    if kind in ("cuda", "auto") and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxBackend:
+    """ONNX Runtime session over a validated DermViewer ONNX model; ``run`` returns the torch model's dict."""
+
+    name = "onnx"
+
+    def __init__(self, source: str | Path | bytes | OnnxFile, device: str | torch.device = "cpu",
+                 intra_op_threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.file = source if isinstance(source, OnnxFile) else read_onnx(source)
+        self.bundle = self.file.bundle
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = intra_op_threads
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(self.file.blob, sess_options=opts, providers=_providers(device))
+        except _ort_errors() as exc:
+            raise ExportError(f"ONNX Runtime cannot load the model: {exc}", self.file.path) from exc
+        self.providers = self.session.get_providers()
+        self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        self.output_names = self.file.output_names
+        self.img_size = self.bundle.model_config.img_size
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, device: str | torch.device = "cpu") -> OnnxBackend:
+        """The ONNX model of ``bundle``: the bundle itself if it is an ``.onnx`` file, else an ``.onnx`` next
+        to the bundle file if there is one (it must come from the same weights), else an in-memory export."""
+        if bundle.path is not None and bundle.path.suffix == ".onnx":
+            return cls(bundle.path, device)
+        if bundle.path is not None and bundle.path.with_suffix(".onnx").is_file():
+            sibling = bundle.path.with_suffix(".onnx")
+            backend = cls(sibling, device)
+            if bundle.state_dict and backend.file.weights_sha256 != weights_sha256(bundle.state_dict):
+                raise ExportError(f"was exported from other weights than {bundle.path.name}: re-export it or delete it",
+                                  sibling)
+            if backend.bundle.model_config != bundle.model_config:
+                raise ExportError(f"its model config differs from {bundle.path.name}'s: re-export it", sibling)
+            return backend
+        return cls(export_onnx_bytes(bundle), device)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != (3, self.img_size, self.img_size):
+            raise ValueError(f"expected a (B, 3, {self.img_size}, {self.img_size}) batch, got {x.shape}")
+        values = self.session.run(self.output_names, {INPUT_NAME: x})
+        return dict(zip(self.output_names, values, strict=True))
+
+
+def onnx_predictor(path: str | Path, device: str = "auto") -> Predictor:
+    """A :class:`~engine.inference.Predictor` for a DermViewer ``.onnx`` file alone (no bundle, no torch weights)."""
+    from engine.inference import Predictor
+
+    backend = OnnxBackend(path, device)
+    return Predictor.from_backend(backend.bundle, backend, device=backend.device)
