@@ -12,7 +12,23 @@ from dermviewer.qt.main_window import MainWindow
 from dermviewer.state.app_state import AppState
 from dermviewer.state.settings import Settings
 
-__all__ = ["create_window", "run"]
+__all__ = ["create_window", "preload_lazy_imports", "run"]
+
+# Modules the engine imports lazily inside functions. They must be imported on the UI thread: PySide6's
+# import hook is not thread-safe, and a first import inside a worker thread can corrupt reference
+# counts and crash the app (seen as "deallocating None" while torch/timm import in a QRunnable).
+LAZY_MODULES = ("torch", "timm", "safetensors.torch", "engine.models.dermimitformer", "engine.models.classifier",
+                "engine.explain", "pytorch_grad_cam")
+ONNX_MODULES = ("onnx", "onnxruntime", "engine.export")
+
+
+def preload_lazy_imports(onnx: bool = False) -> None:
+    import contextlib
+    import importlib
+
+    for name in LAZY_MODULES + (ONNX_MODULES if onnx else ()):
+        with contextlib.suppress(ImportError):  # a missing optional extra fails later, with its own message
+            importlib.import_module(name)
 
 
 def create_window(photos: Sequence[str | Path] = (), model: str | Path | None = None,
@@ -21,10 +37,11 @@ def create_window(photos: Sequence[str | Path] = (), model: str | Path | None = 
     import resources
 
     state = AppState(settings if settings is not None else Settings.load())
-    win = MainWindow(state)
     model_path = model or state.settings.model_path
     if not model_path or not Path(model_path).exists():
         model_path = resources.default_model_path()
+    preload_lazy_imports(onnx=state.settings.backend == "onnx" or str(model_path).endswith(".onnx"))
+    win = MainWindow(state)
     win.controller.load_model(model_path)
     if photos:
         win.controller.open_paths([Path(p) for p in photos])

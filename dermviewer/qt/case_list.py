@@ -27,6 +27,8 @@ class CaseListWidget(QListWidget):
         self.setUniformItemSizes(True)
         self.setSpacing(1)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._pending_icon = _placeholder(QColor(200, 200, 200))
         self._failed_icon = _placeholder(QColor(230, 176, 170))
         cases.added.connect(self._added)

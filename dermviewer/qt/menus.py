@@ -125,6 +125,9 @@ def build_menus(win: MainWindow) -> dict[str, QAction]:
 def open_model_dialog(win: MainWindow) -> None:
     path, _ = QFileDialog.getOpenFileName(win, "Open model", "", "Models (*.dmvb *.onnx);;All files (*)")
     if path:
+        from dermviewer.qt.app import preload_lazy_imports
+
+        preload_lazy_imports(onnx=path.endswith(".onnx") or win.state.settings.backend == "onnx")
         win.controller.load_model(path)
 
 
@@ -141,6 +144,9 @@ def show_model_info(win: MainWindow) -> None:
 def show_preferences(win: MainWindow) -> None:
     dlg = PreferencesDialog(win.state.settings, win)
     if dlg.exec() and dlg.apply_to(win.state.settings):
+        from dermviewer.qt.app import preload_lazy_imports
+
+        preload_lazy_imports(onnx=win.state.settings.backend == "onnx")
         win.state.settings.save()
         if win.state.settings.model_path:
             win.controller.load_model(win.state.settings.model_path)

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QWidget
 
 from dermviewer.state.app_state import AppState
-from dermviewer.state.overlays import COLORMAPS, LSM_HEADS
+from dermviewer.state.overlays import COLORMAP_CHOICES, LSM_HEADS
 
 __all__ = ["OverlayBar"]
 
@@ -42,7 +42,7 @@ class OverlayBar(QWidget):
         self.opacity = _slider(0, 100, 50)
         self.opacity.setObjectName("opacity")
         self.colormap = QComboBox()
-        self.colormap.addItems(list(COLORMAPS))
+        self.colormap.addItems(list(COLORMAP_CHOICES))
         for w in (self.lsm, self.head, self.tokens, self.gradcam, self.split, self.split_pos):
             lay.addWidget(w)
         lay.addSpacing(12)

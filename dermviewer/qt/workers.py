@@ -6,7 +6,6 @@ between items. :class:`JobRunner` keeps the Python side of running workers alive
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -16,8 +15,18 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 __all__ = ["JobRunner", "Worker", "WorkerSignals"]
 
 
+class _Box:
+    """Results cross threads boxed: PySide6 mis-counts references to ``None`` sent through
+    ``Signal(object)`` across threads (a crash after enough ``None`` results), so nothing is sent bare."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 class WorkerSignals(QObject):
-    finished = Signal(object)
+    finished = Signal(object)  # a _Box
     errored = Signal(object)
     progress = Signal(object)
     ended = Signal()  # always last, also after a cancel: lets the runner forget the worker
@@ -47,7 +56,7 @@ class Worker(QRunnable):
                     self.signals.progress.emit(item)
                 result = None
             if not self.cancelled:
-                self.signals.finished.emit(result)
+                self.signals.finished.emit(_Box(result))
         except Exception as exc:  # noqa: BLE001 -- every failure must reach the UI as a signal, never kill the thread
             self.signals.errored.emit(exc)
         finally:
@@ -65,6 +74,7 @@ class JobRunner(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)
         self._active: list[Worker] = []
+        self._closed = False
 
     @property
     def active(self) -> int:
@@ -76,7 +86,7 @@ class JobRunner(QObject):
                on_progress: Callable[[Any], None] | None = None, **kwargs: Any) -> Worker:
         w = Worker(fn, *args, **kwargs)
         if on_result is not None:
-            w.signals.finished.connect(on_result)
+            w.signals.finished.connect(lambda box, cb=on_result: cb(box.value))
         if on_error is not None:
             w.signals.errored.connect(on_error)
         if on_progress is not None:
@@ -88,6 +98,8 @@ class JobRunner(QObject):
         return w
 
     def _done(self, w: Worker) -> None:
+        if self._closed:  # a late queued signal after shutdown: nothing left to tell
+            return
         if w in self._active:
             self._active.remove(w)
         self.busy_changed.emit(len(self._active))
@@ -97,11 +109,9 @@ class JobRunner(QObject):
             w.cancel()  # queued workers return at once when their turn comes
 
     def shutdown(self, timeout_ms: int = 10000) -> bool:
+        """Cancel everything and wait; results still queued for the UI thread are ignored afterwards."""
         self.cancel_all()
         ok = self.pool.waitForDone(timeout_ms)
-        for w in self._active:
-            for sig in (w.signals.finished, w.signals.errored, w.signals.progress, w.signals.ended):
-                with contextlib.suppress(RuntimeError, TypeError):
-                    sig.disconnect()
+        self._closed = True
         self._active.clear()
         return ok

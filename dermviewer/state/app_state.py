@@ -98,8 +98,8 @@ class AppState:
 
     def set_gradcam(self, layer: OverlayLayer | None, target: ExplainTarget | None = None) -> None:
         self.gradcam, self.explain_target = layer, target
-        if layer is not None:
-            self.overlays.gradcam = True
+        if layer is not None:  # one heat map at a time reads best: Grad-CAM replaces the LSM map
+            self.overlays.gradcam, self.overlays.lsm = True, False
         self.overlays_changed.emit()
 
     def set_overlay(self, **changes: object) -> None:

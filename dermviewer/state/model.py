@@ -1,8 +1,8 @@
 """The loaded model as the app sees it: one Predictor, its bundle's facts, and a torch module for explanations.
 
 Loading takes seconds (torch import, weight assignment), so :meth:`ModelHost.load` is meant to run in a
-worker; everything else reads what it left behind. An ONNX file is opened with the bundle of the same
-name beside it, because the ONNX graph carries weights but not the taxonomy and preprocessing.
+worker; everything else reads what it left behind. An ONNX file is opened with the
+configuration it embeds (``engine.export.onnx_predictor``); Grad-CAM then needs the torch bundle.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from engine.bundle import Bundle, load_bundle
 from engine.errors import BundleError
 from engine.inference import Predictor
 
-__all__ = ["ModelHost", "ModelInfo", "model_card_text", "resolve_model_path"]
+__all__ = ["ModelHost", "ModelInfo", "model_card_text"]
 
 
 def model_card_text(bundle: Bundle) -> str | None:
@@ -34,17 +34,6 @@ def model_card_text(bundle: Bundle) -> str | None:
         if c.is_file():
             return c.read_text(encoding="utf-8")
     return None
-
-
-def resolve_model_path(path: str | Path) -> tuple[Path, str | None]:
-    """``(bundle path, forced backend)``: an ``.onnx`` file means its sibling ``.dmvb`` run with ONNX Runtime."""
-    p = Path(path)
-    if p.suffix.lower() != ".onnx":
-        return p, None
-    for cand in (p.with_suffix(".dmvb"), *sorted(p.parent.glob("*.dmvb"))):
-        if cand.is_file():
-            return cand, "onnx"
-    raise BundleError("an ONNX file needs its .dmvb bundle (taxonomy, preprocessing) in the same folder", p)
 
 
 @dataclass(frozen=True)
@@ -105,9 +94,13 @@ class ModelHost:
         return self._predictor is not None
 
     def load(self, path: str | Path, device: str = "auto", backend: str = "torch") -> ModelInfo:
-        bundle_path, forced = resolve_model_path(path)
-        bundle = load_bundle(bundle_path)
-        predictor = Predictor(bundle, device=device, backend=forced or backend)
+        path = Path(path)
+        if path.suffix.lower() == ".onnx":
+            from engine.export import onnx_predictor
+
+            predictor = onnx_predictor(path, device=device)
+        else:
+            predictor = Predictor(load_bundle(path), device=device, backend=backend)
         info = ModelInfo.from_predictor(predictor)
         with self._lock:
             self._predictor, self._explain_model, self.info = predictor, None, info
@@ -121,11 +114,13 @@ class ModelHost:
             return self._predictor
 
     def explain_model(self) -> Any:
-        """The torch module for Grad-CAM; built on the CPU once when the predictor runs ONNX Runtime."""
+        """A torch module for Grad-CAM, separate from the predictor's: Grad-CAM hooks and backward passes
+        must not see forwards that other threads run on the predictor (and ONNX Runtime has no gradients)."""
         with self._lock:
             p = self.predictor
-            if p.backend_name == "torch":
-                return p.model
             if self._explain_model is None:
-                self._explain_model = p.bundle.build_model("cpu")
+                if not p.bundle.state_dict:
+                    raise BundleError("Grad-CAM needs the torch weights; open the .dmvb bundle of this ONNX model",
+                                      p.bundle.path)
+                self._explain_model = p.bundle.build_model(p.device if p.backend_name == "torch" else "cpu")
             return self._explain_model

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-import cv2
 import numpy as np
 
+from engine.explain import COLORMAPS, grad_cam, overlay, selected_boxes
+from engine.explain import lsm_map as engine_lsm_map
 from engine.prediction import Prediction
+from engine.preprocess import preprocess
 
 __all__ = [
     "COLORMAPS",
+    "COLORMAP_CHOICES",
     "LSM_HEADS",
     "OverlayKind",
     "OverlayLayer",
@@ -29,15 +32,8 @@ __all__ = [
     "token_boxes",
 ]
 
-COLORMAPS: dict[str, int] = {
-    "jet": cv2.COLORMAP_JET,
-    "turbo": cv2.COLORMAP_TURBO,
-    "viridis": cv2.COLORMAP_VIRIDIS,
-    "inferno": cv2.COLORMAP_INFERNO,
-    "magma": cv2.COLORMAP_MAGMA,
-    "hot": cv2.COLORMAP_HOT,
-}
 LSM_HEADS = ("disease", "attributes")
+COLORMAP_CHOICES = tuple(c for c in ("jet", "turbo", "viridis", "inferno", "magma", "hot") if c in COLORMAPS)
 DISPLAY_MAX = 768
 
 
@@ -86,31 +82,20 @@ def _display_size(image_size: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(h * s)), max(1, round(w * s))
 
 
-def _normalise(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, np.float32)
-    lo, hi = float(m.min()), float(m.max())
-    return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
-
-
 def colorize(map_float: np.ndarray, image_size: tuple[int, int], colormap: str = "jet") -> np.ndarray:
-    """Min-max normalised map -> (h, w, 4) uint8 RGBA at display resolution of a photo of ``image_size``."""
-    if colormap not in COLORMAPS:
-        raise ValueError(f"unknown colormap {colormap!r}; choose from {sorted(COLORMAPS)}")
+    """Map -> (h, w, 4) uint8 RGBA at display resolution for a photo of ``image_size`` (engine.explain.overlay).
+
+    Alpha follows the normalised score, so low-attention areas leave the photo visible under the colour.
+    """
     h, w = _display_size(image_size)
-    up = cv2.resize(_normalise(map_float), (w, h), interpolation=cv2.INTER_CUBIC)
-    u8 = np.clip(up * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    bgr = cv2.applyColorMap(u8, COLORMAPS[colormap])
-    rgba = np.empty((h, w, 4), np.uint8)
-    rgba[..., :3] = bgr[..., ::-1]
-    rgba[..., 3] = 255
-    return rgba
+    return overlay(np.zeros((h, w, 3), np.uint8), map_float, colormap, alpha=1.0, alpha_from_map=True)
 
 
 def lsm_map(prediction: Prediction, head: str) -> OverlayLayer | None:
-    grid = prediction.lsm.get(head)
-    if grid is None:
+    if head not in prediction.lsm:
         return None
-    return OverlayLayer(OverlayKind.LSM, values=np.asarray(grid, np.float32), label=f"LSM attention ({head})")
+    values = engine_lsm_map(prediction, head=head, normalize=True)
+    return OverlayLayer(OverlayKind.LSM, values=values, label=f"LSM attention ({head})")
 
 
 def token_boxes(prediction: Prediction, head: str, image_size: tuple[int, int]) -> OverlayLayer | None:
@@ -118,19 +103,9 @@ def token_boxes(prediction: Prediction, head: str, image_size: tuple[int, int]) 
     indices = prediction.selected.get(head)
     if indices is None:
         return None
-    try:
-        from engine.explain import selected_boxes
-    except ImportError:
-        selected_boxes = None
-    boxes: list[tuple[float, float, float, float]]
-    if selected_boxes is not None:
-        boxes = [tuple(map(float, b)) for b in selected_boxes(indices, prediction.grid_size, image_size)]  # type: ignore[misc]
-    else:
-        gh, gw = prediction.grid_size
-        h, w = image_size
-        bw, bh = w / gw, h / gh
-        boxes = [((i % gw) * bw, (i // gw) * bh, bw, bh) for i in indices]
-    return OverlayLayer(OverlayKind.TOKENS, boxes=tuple(boxes), label=f"LSM-selected tokens ({head})")
+    boxes = tuple((float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+                  for x0, y0, x1, y1 in selected_boxes(indices, prediction.grid_size, image_size))
+    return OverlayLayer(OverlayKind.TOKENS, boxes=boxes, label=f"LSM-selected tokens ({head})")
 
 
 def gradcam_map(model: Any, bundle: Any, rgb: np.ndarray, head: str, index: int) -> OverlayLayer:
@@ -141,6 +116,4 @@ def gradcam_map(model: Any, bundle: Any, rgb: np.ndarray, head: str, index: int)
 
 
 def _gradcam(model: Any, bundle: Any, rgb: np.ndarray, head: str, index: int) -> np.ndarray:
-    from dermviewer.state._gradcam_fallback import token_gradcam
-
-    return token_gradcam(model, bundle.preprocess, rgb, head, index, bundle.model_config.grid_size)
+    return grad_cam(model, preprocess(rgb, bundle.preprocess), head, index)

@@ -43,8 +43,9 @@ def compose_overlays(rgb: np.ndarray, layers: list[OverlayLayer], settings: Over
             continue
         rgba = layer.rgba((rgb.shape[0], rgb.shape[1]), settings.colormap)
         if rgba is not None:
-            heat = cv2.resize(rgba[..., :3], (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-            base = base * (1 - settings.opacity) + heat * settings.opacity
+            heat = cv2.resize(rgba, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+            a = heat[..., 3:] / 255.0 * settings.opacity
+            base = base * (1 - a) + heat[..., :3] * a
     out = np.clip(base + 0.5, 0, 255).astype(np.uint8)
     for layer in layers:
         if settings.enabled(layer.kind):
