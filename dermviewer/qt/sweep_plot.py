@@ -46,7 +46,7 @@ class SweepPlot(QWidget):
                  else "Sweep: press “Sweep severities”")
         p.setPen(QColor(40, 40, 40))
         p.drawText(QRectF(0, 2, self.width(), fm.height()), Qt.AlignmentFlag.AlignHCenter, title)
-        plot = QRectF(36, fm.height() + 8, self.width() - 36 - 104, self.height() - fm.height() * 2 - 18)
+        plot = QRectF(36, fm.height() + 8, self.width() - 36 - 104, self.height() - fm.height() * 3 - 14)
         if plot.width() < 40 or plot.height() < 40:
             p.end()
             return
