@@ -8,6 +8,7 @@ CV folds are scored with the last epoch: selecting epochs on the test fold would
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import time
@@ -53,7 +54,10 @@ __all__ = [
     "fit",
     "make_dataset",
     "make_run_dir",
+    "resolve_repo_path",
     "run_cv",
+    "run_evaluate",
+    "run_export",
     "run_train",
 ]
 
@@ -70,7 +74,7 @@ def make_run_dir(cfg: ExperimentConfig, out: str | Path | None = None, suffix: s
 
 def ensure_pack(cfg: ExperimentConfig, root: str | Path | None = None, log: Log = print) -> PackData:
     """The pack named in the config, or a cached one at ``<output_dir>/packs/<spec>_<size>.h5`` (made if absent)."""
-    spec = load_spec(cfg.data.spec, root=root)
+    spec = load_spec(resolve_repo_path(cfg.data.spec), root=root)
     default = Path(cfg.output_dir) / "packs" / f"{spec.name}_{cfg.data.pack_size}.h5"
     path = Path(cfg.data.pack) if cfg.data.pack else default
     if not path.is_file():
@@ -81,6 +85,15 @@ def ensure_pack(cfg: ExperimentConfig, root: str | Path | None = None, log: Log 
             log(f"  note: {p}")
         log(f"packed {report.written} images in {report.seconds:.1f}s")
     return read_pack_labels(path)
+
+
+def resolve_repo_path(path: str | Path) -> Path:
+    """A config-relative path as given if it exists from the cwd, else relative to the repository root."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    repo = Path(__file__).resolve().parents[1] / p
+    return repo if repo.exists() else p
 
 
 def build_model_from_config(cfg: ExperimentConfig, taxonomy: Taxonomy) -> tuple[nn.Module, ModelConfig]:
@@ -320,3 +333,65 @@ def _summary(fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
 
 def load_folds(path: str | Path, data: PackData) -> Folds:
     return Folds.load(path, data.ids, data.groups)
+
+
+def _bundle_predictions(bundles: list[Path], cfg: ExperimentConfig, data: PackData, idx: np.ndarray) -> Predictions:
+    """Predictions of one bundle, or the CNN paper's EnsembleNet: probabilities summed over bundles
+    (renormalised, so the report's probabilities stay probabilities)."""
+    from engine.bundle import load_bundle
+
+    parts = []
+    for path in bundles:
+        b = load_bundle(path)
+        c = copy.deepcopy(cfg)
+        c.data.mean, c.data.std = b.preprocess.mean, b.preprocess.std
+        parts.append(predict(b.build_model(), make_dataset(c, data, idx, b.model_config, train=False),
+                             batch_size=cfg.data.eval_batch_size))
+    if len(parts) == 1:
+        return parts[0]
+    keys = set.intersection(*(set(p.probs) for p in parts))
+    return Predictions(parts[0].indices, {k: sum(p.probs[k] for p in parts) / len(parts) for k in keys},
+                       np.concatenate([p.embeddings for p in parts], axis=1))
+
+
+def run_evaluate(cfg: ExperimentConfig, bundles: list[Path], *, split: Path | None = None,
+                 out: str | Path | None = None, root: str | Path | None = None, log: Log = print) -> Path:
+    """Score bundle(s) on the pack (optionally only a split's test/val ids): metrics, plots, predictions."""
+    data = ensure_pack(cfg, root, log)
+    run_dir = make_run_dir(cfg, out, "-eval")
+    idx = _limit(cfg, data)
+    if split is not None:
+        ids = json.loads(Path(split).read_text(encoding="utf-8"))
+        wanted = set(ids.get("test") or ids.get("val") or [])
+        if not wanted:
+            raise ConfigError("split file has no 'test' or 'val' ids", split)
+        idx = np.array([i for i in idx if data.ids[i] in wanted], dtype=np.int64)
+    preds = _bundle_predictions(list(bundles), cfg, data, idx)
+    metrics = compute_metrics(preds, data)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    save_predictions_h5(run_dir / "predictions.h5", preds, data, bundles=[str(b) for b in bundles])
+    write_plots(run_dir / "plots", preds, data)
+    log(json.dumps(_headline(metrics), indent=1))
+    log(f"run folder: {run_dir}")
+    return run_dir
+
+
+def run_export(cfg: ExperimentConfig, *, checkpoint: Path | None = None, bundle: Path | None = None,
+               out: str | Path | None = None, log: Log = print) -> dict[str, Path]:
+    """A bundle (+ ONNX) from a run checkpoint, or ONNX from an existing bundle."""
+    out_dir = Path(out) if out else Path(checkpoint or bundle or ".").parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if bundle is not None:
+        try:
+            from engine.export import export_onnx  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise ConfigError("ONNX export needs engine.export, which this build does not have yet") from exc
+        return {"onnx": Path(export_onnx(bundle, out_dir / (Path(bundle).stem + ".onnx")))}
+    from engine.taxonomy import load_taxonomy
+
+    spec = load_spec(resolve_repo_path(cfg.data.spec))
+    taxonomy = load_taxonomy(spec.taxonomy)
+    c = copy.deepcopy(cfg)
+    c.model.init_from = str(checkpoint)
+    model, mcfg = build_model_from_config(c, taxonomy)
+    return export_model(model, mcfg, cfg, taxonomy, out_dir, provenance={"checkpoint": str(checkpoint)}, log=log)

@@ -156,7 +156,9 @@ class Trainer:
             loss = self.loss_fn(out, mixed.targets, mixed.masks)
             total = loss.total
             if self.extra_loss is not None:
-                total = total + self.extra_loss(self.model, out, {"images": mixed.images, "batch": batch})
+                total = total + self.extra_loss(
+                    self.model, out, {"images": mixed.images, "targets": mixed.targets, "masks": mixed.masks}
+                )
         if self.scaler is not None:
             self.scaler.scale(total).backward()
             self.scaler.unscale_(self.optimizer)

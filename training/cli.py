@@ -1,0 +1,234 @@
+"""``dermviewer-train``: pack | train | cv | lr-find | distill | evaluate | robustness | export.
+
+Every subcommand takes an experiment YAML (``configs/*.yaml``) and ``--set section.key=value``
+overrides; every run writes a folder (``--out``, default ``runs/<name>-<time>``). Bad specs, missing
+columns and unreadable images are reported clearly (images are skipped, the run goes on); a real
+failure exits non-zero (2 for a usage/data/config error, 1 for anything unexpected).
+
+Multi-GPU / multi-node: ``torchrun --nproc_per_node=4 -m training.cli train configs/paper_dermimitformer.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
+    if config_required:
+        p.add_argument("config", type=Path, help="experiment YAML, e.g. configs/cpu_default.yaml")
+    else:
+        p.add_argument("config", type=Path, nargs="?", default=None, help="experiment YAML (default: built-in)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: <output_dir>/<name>-<time>)")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dermviewer-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("pack", help="decode, resize and write a dataset into one HDF5 file")
+    p.add_argument("spec", type=Path, help="dataset spec YAML, e.g. configs/data/pad_ufes_20.yaml")
+    p.add_argument("--out", type=Path, required=True, help="output .h5 file")
+    p.add_argument("--size", type=int, default=256, help="square side of the stored images (default 256)")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
+    p.add_argument("--workers", type=int, default=2, help="decoding threads")
+    p.add_argument("--limit", type=int, default=None, help="pack only the first N rows (smoke tests)")
+
+    p = sub.add_parser("train", help="fit one model (torchrun-aware) and export its bundle")
+    _common(p)
+    p.add_argument("--resume", type=Path, default=None, help="last.pt of an interrupted run (exact resume)")
+
+    p = sub.add_parser("cv", help="K-fold CV grouped by patient (Table 2 mean ± std, OOF HDF5) + final fit")
+    _common(p)
+
+    p = sub.add_parser("lr-find", help="LR range test: saves lr_find.png and suggests a learning rate")
+    _common(p)
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--start-lr", type=float, default=1e-6)
+    p.add_argument("--end-lr", type=float, default=1.0)
+
+    p = sub.add_parser("distill", help="SkinDistilViT student, FCViT per-layer heads or cascading distillation")
+    _common(p)
+    p.add_argument("--mode", choices=("student", "cascade", "fcvit"), default="student")
+    p.add_argument("--teacher", type=Path, default=None, help="teacher bundle (.dmvb) or checkpoint (.pt)")
+
+    p = sub.add_parser("evaluate", help="score bundle(s) on a pack: metrics, plots, predictions HDF5; "
+                                        "several --bundle = sum-of-probabilities ensemble")
+    _common(p, config_required=False)
+    p.add_argument("--bundle", type=Path, action="append", required=True, help="model bundle (.dmvb), repeatable")
+    p.add_argument("--split", type=Path, default=None,
+                   help="JSON with a 'test' (or 'val') id list, e.g. a run's split.json; default: every image")
+
+    p = sub.add_parser("robustness", help="Table 5: clean / S&P / blur tests, corrupted training, sweeps")
+    _common(p)
+    p.add_argument("--bundle", type=Path, default=None, help="also evaluate this trained bundle")
+    p.add_argument("--no-train", action="store_true", help="only evaluate --bundle; train no models")
+
+    p = sub.add_parser("export", help="bundle (+ ONNX) from a training checkpoint, or ONNX from a bundle")
+    _common(p, config_required=False)
+    p.add_argument("--checkpoint", type=Path, default=None, help="best.pt / last.pt of a run (needs the config)")
+    p.add_argument("--bundle", type=Path, default=None, help="existing bundle to convert to ONNX")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from training.config import load_config, merge_dicts, parse_override
+
+    over: dict[str, Any] = {}
+    for text in args.overrides:
+        over = merge_dicts(over, parse_override(text))
+    if getattr(args, "quiet", False):
+        over = merge_dicts(over, {"train": {"progress": False}})
+    return load_config(args.config, over)
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from training.data.manifest import read_manifest
+    from training.data.pack import pack
+    from training.data.spec import load_spec
+
+    spec = load_spec(args.spec, root=args.data_root)
+    manifest = read_manifest(spec)
+    if args.limit:
+        manifest = manifest.subset(np.arange(min(args.limit, len(manifest))))
+    for p in manifest.problems:
+        _log(f"note: {p}")
+    report = pack(manifest, args.out, size=args.size, workers=args.workers)
+    for p in report.skipped:
+        _log(f"skipped: {p}")
+    _log(f"wrote {report.written} images to {report.path} in {report.seconds:.1f}s "
+         f"({len(report.skipped)} skipped)")
+    return 0 if report.written else 1
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from training.distributed import cleanup_distributed, init_distributed
+    from training.run import run_train
+
+    cfg = _config(args)
+    dist = init_distributed(cfg.train.device if cfg.train.device != "auto" else "cuda")
+    try:
+        run_train(cfg, out=args.out, root=args.data_root, resume=args.resume, dist=dist, log=_log)
+    finally:
+        cleanup_distributed(dist)
+    return 0
+
+
+def _cmd_cv(args: argparse.Namespace) -> int:
+    from training.ensemble import run_ensemble_cv
+    from training.run import run_cv
+
+    cfg = _config(args)
+    if cfg.ensemble:
+        run_ensemble_cv(cfg, args.config, out=args.out, root=args.data_root, log=_log)
+    else:
+        run_cv(cfg, out=args.out, root=args.data_root, log=_log)
+    return 0
+
+
+def _cmd_lr_find(args: argparse.Namespace) -> int:
+    import numpy as np
+    from torch.utils.data import DataLoader
+
+    from training.data.dataset import collate
+    from training.optim import lr_find
+    from training.run import build_loss, build_model_from_config, ensure_pack, make_dataset, make_run_dir
+
+    cfg = _config(args)
+    data = ensure_pack(cfg, args.data_root, _log)
+    run_dir = make_run_dir(cfg, args.out, "-lrfind")
+    idx = np.arange(len(data) if cfg.data.limit is None else min(cfg.data.limit, len(data)))
+    model, mcfg = build_model_from_config(cfg, data.taxonomy)
+    loss_fn = build_loss(cfg, data, mcfg.heads, idx)
+    loader = DataLoader(make_dataset(cfg, data, idx, mcfg, train=True), batch_size=cfg.data.batch_size,
+                        shuffle=True, collate_fn=collate, num_workers=cfg.data.num_workers)
+
+    def step_loss(m: Any, batch: dict[str, Any]) -> Any:
+        return loss_fn(m(batch["image"]), batch["targets"], batch["masks"]).total
+
+    res = lr_find(model, loader, step_loss, cfg.optim, start_lr=args.start_lr, end_lr=args.end_lr,
+                  num_steps=args.steps, plot_path=run_dir / "lr_find.png")
+    (run_dir / "lr_find.json").write_text(json.dumps({"lrs": res.lrs, "losses": res.losses,
+                                                      "suggestion": res.suggestion}), encoding="utf-8")
+    print(f"suggested learning rate: {res.suggestion:.3g}  (plot: {res.plot})")
+    return 0
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from training.distill_run import run_distill
+
+    run_distill(_config(args), args.mode, teacher=args.teacher, out=args.out, root=args.data_root, log=_log)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.run import run_evaluate
+
+    run_evaluate(_config(args), args.bundle, split=args.split, out=args.out, root=args.data_root, log=_log)
+    return 0
+
+
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    from training.robustness import run_robustness
+
+    if args.no_train and args.bundle is None:
+        raise ValueError("--no-train needs --bundle")
+    run_robustness(_config(args), bundle=args.bundle, out=args.out, root=args.data_root,
+                   train_models=not args.no_train, log=_log)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from training.run import run_export
+
+    if (args.checkpoint is None) == (args.bundle is None):
+        raise ValueError("give exactly one of --checkpoint or --bundle")
+    if args.checkpoint is not None and args.config is None:
+        raise ValueError("--checkpoint needs the run's config (its config.yaml)")
+    paths = run_export(_config(args), checkpoint=args.checkpoint, bundle=args.bundle, out=args.out, log=_log)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+_COMMANDS = {"pack": _cmd_pack, "train": _cmd_train, "cv": _cmd_cv, "lr-find": _cmd_lr_find,
+             "distill": _cmd_distill, "evaluate": _cmd_evaluate, "robustness": _cmd_robustness,
+             "export": _cmd_export}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from engine.errors import DermViewerError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except DermViewerError as exc:
+        _log(f"error: {exc}")
+        return 2
+    except (FileNotFoundError, ValueError) as exc:
+        _log(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _log("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Distillation after SkinDistilViT (../shared/papers/skindistilvit.md, §3 and §4.2).
+
+- Student (§3 "Student Model"): keep chosen backbone blocks of the teacher (paper: 0, 2, 4, 7, 9, 11 of
+  12, i.e. every other block with first and last kept) with copied weights; every other weight is
+  copied too. Loss (§4.2): task loss + 0.5 x soft cross-entropy to the teacher at temperature T
+  (Hinton et al.), optionally + hidden-state cosine and logit MSE (DistilBERT's extras; the paper found
+  no gain, so they default to 0).
+- FCViT (§3 "Full distillation"): a classifier on the class token after every backbone block, each
+  trained with cross-entropy and combined linearly, giving a usable prediction at every depth.
+- Cascading distillation: depth k's student is depth k+1's model stripped of its last block, trained
+  against depth k+1 as teacher, down to ``min_depth`` -- the family of Tables 2-3 (BMA, parameters and
+  CPU latency per depth).
+
+In DermImitFormer the shared backbone holds ``depth`` blocks and each task head holds ``head_depth``
+more; distillation removes *backbone* blocks and keeps the heads (LSM, CIM) whole.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.metrics import classification_report
+from engine.models import ModelConfig, build_model
+from training.config import DistillConfig
+
+__all__ = [
+    "DepthRow",
+    "DistillLoss",
+    "FCViT",
+    "FCViTLoss",
+    "bma_of",
+    "count_params",
+    "default_keep_blocks",
+    "depth_table_markdown",
+    "make_student",
+    "measure_latency",
+    "soft_cross_entropy_kd",
+]
+
+
+def default_keep_blocks(n: int) -> list[int]:
+    """Half the blocks, evenly spaced, first and last kept: 12 -> [0, 2, 4, 7, 9, 11] as in the paper."""
+    if n <= 1:
+        return list(range(n))
+    k = max(1, (n + 1) // 2)
+    return sorted({round(v) for v in np.linspace(0, n - 1, k)})
+
+
+def _blocks(model: nn.Module) -> nn.ModuleList:
+    backbone = getattr(model, "backbone", None)
+    blocks = getattr(backbone, "blocks", None)
+    if not isinstance(blocks, nn.ModuleList):
+        raise TypeError("distillation needs a DermImitFormer-style model with backbone.blocks")
+    return blocks
+
+
+def make_student(teacher: nn.Module, cfg: ModelConfig, keep: Sequence[int]) -> tuple[nn.Module, ModelConfig]:
+    """A model with ``len(keep)`` backbone blocks, block i initialised from teacher block ``keep[i]``."""
+    n = len(_blocks(teacher))
+    keep = list(keep)
+    if not keep or any(not 0 <= k < n for k in keep) or sorted(set(keep)) != keep:
+        raise ValueError(f"keep must be increasing block indices in [0, {n}), got {keep}")
+    scfg = cfg.replace(depth=len(keep), pretrained=False, checkpoint_path=None)
+    student = build_model(scfg)
+    src = teacher.state_dict()
+    prefix = "backbone.blocks."
+    state: dict[str, torch.Tensor] = {}
+    for key, value in src.items():
+        if key.startswith(prefix):
+            idx, rest = key[len(prefix):].split(".", 1)
+            if int(idx) in keep:
+                state[f"{prefix}{keep.index(int(idx))}.{rest}"] = value.clone()
+        else:
+            state[key] = value.clone()
+    student.load_state_dict(state, strict=True)
+    return student, scfg
+
+
+def soft_cross_entropy_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton's soft-target cross-entropy, scaled by T^2 so gradients keep their size as T changes."""
+    t = F.softmax(teacher.float() / temperature, dim=-1)
+    return -(t * F.log_softmax(student.float() / temperature, dim=-1)).sum(-1).mean() * temperature**2
+
+
+class DistillLoss:
+    """Extra loss for :class:`~training.trainer.Trainer`: alpha * soft CE (+ cosine, + MSE) to the teacher."""
+
+    def __init__(self, teacher: nn.Module, cfg: DistillConfig, keys: Sequence[str] = ("disease", "disease_fused")):
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.cfg, self.keys = cfg, tuple(keys)
+
+    def __call__(self, model: nn.Module, out: dict[str, torch.Tensor], ctx: dict[str, Any]) -> torch.Tensor:
+        with torch.no_grad():
+            t_out = self.teacher(ctx["images"])
+        c = self.cfg
+        loss = torch.zeros((), device=ctx["images"].device)
+        keys = [k for k in self.keys if k in out and k in t_out]
+        if keys and keys[-1] == "disease_fused" and out["disease_fused"] is out.get("disease"):
+            keys = keys[:-1]
+        for k in keys:
+            loss = loss + c.alpha * soft_cross_entropy_kd(out[k], t_out[k], c.temperature)
+            if c.logit_mse:
+                loss = loss + c.logit_mse * F.mse_loss(out[k].float(), t_out[k].float())
+        if c.hidden_cosine and out["embedding"].shape == t_out["embedding"].shape:
+            cos = F.cosine_similarity(out["embedding"].float(), t_out["embedding"].float(), dim=-1)
+            loss = loss + c.hidden_cosine * (1 - cos).mean()
+        return loss
+
+
+class FCViT(nn.Module):
+    """Wraps a model: a LayerNorm + Linear disease classifier on the class token after every backbone block.
+
+    ``forward`` returns the wrapped model's dict plus ``layer_logits`` (L, B, C). ``param_groups`` puts the
+    new classifiers with the heads (discriminative LRs keep working).
+    """
+
+    def __init__(self, model: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.model = model
+        blocks = _blocks(model)
+        dim = model.cfg.embed_dim  # type: ignore[union-attr]
+        self.layer_heads = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes)) for _ in range(len(blocks))
+        )
+        self._captured: list[torch.Tensor] = []
+        self._hooks = [b.register_forward_hook(self._hook) for b in blocks]
+
+    def _hook(self, _m: nn.Module, _inp: Any, output: Any) -> None:
+        x = output[0] if isinstance(output, tuple) else output
+        self._captured.append(x[:, 0])
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._captured = []
+        out = dict(self.model(x))
+        out["layer_logits"] = torch.stack([h(c) for h, c in zip(self.layer_heads, self._captured, strict=True)])
+        self._captured = []
+        return out
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = self.model.param_groups()  # type: ignore[operator]
+        return {"backbone": groups["backbone"], "heads": groups["heads"] + list(self.layer_heads.parameters())}
+
+
+class FCViTLoss:
+    """Extra loss: cross-entropy of every layer classifier on the (masked, soft) disease target."""
+
+    def __init__(self, weights: Sequence[float] | None = None) -> None:
+        self.weights = weights
+
+    def __call__(self, model: nn.Module, out: dict[str, torch.Tensor], ctx: dict[str, Any]) -> torch.Tensor:
+        logits = out["layer_logits"]
+        t, m = ctx["targets"]["disease"], ctx["masks"]["disease"].float()
+        w = self.weights or [1.0] * logits.shape[0]
+        total = torch.zeros((), device=logits.device)
+        for wi, z in zip(w, logits, strict=True):
+            per = -(t * F.log_softmax(z.float(), dim=-1)).sum(-1)
+            total = total + wi * (per * m).sum() / m.sum().clamp_min(1.0)
+        return total
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, img_size: int, *, batch: int = 1, repeats: int = 5, warmup: int = 2,
+                    device: str = "cpu") -> float:
+    """Median seconds per image for a forward pass at ``batch`` (SkinDistilViT Table 3 speeds)."""
+    model = model.eval().to(device)
+    x = torch.randn(batch, 3, img_size, img_size, device=device)
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) / batch
+
+
+@dataclass
+class DepthRow:
+    """One row of the depth table: a model (or an FCViT layer) with its BMA, size and speed."""
+
+    name: str
+    depth: int
+    bma: float
+    accuracy: float
+    params: int
+    latency_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def bma_of(labels: np.ndarray, probs: np.ndarray, names: Sequence[str]) -> tuple[float, float]:
+    rep = classification_report(labels, probs, list(names))
+    return rep.balanced_accuracy, rep.accuracy
+
+
+def depth_table_markdown(rows: Sequence[DepthRow], teacher: DepthRow | None = None) -> str:
+    """SkinDistilViT Tables 2-3: BMA per depth, parameters and CPU latency, and the trade-off vs the teacher."""
+    lines = ["| Model | Blocks | BMA (%) | Acc (%) | Params (M) | CPU ms/img | BMA kept (%) | Size (%) | Speed-up |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        kept = size = speed = "-"
+        if teacher is not None and teacher.bma > 0:
+            kept = f"{100 * r.bma / teacher.bma:.1f}"
+            size = f"{100 * r.params / teacher.params:.1f}"
+            speed = f"{teacher.latency_ms / max(r.latency_ms, 1e-9):.2f}x"
+        lines.append(f"| {r.name} | {r.depth} | {100 * r.bma:.1f} | {100 * r.accuracy:.1f} | {r.params / 1e6:.2f} "
+                     f"| {r.latency_ms:.1f} | {kept} | {size} | {speed} |")
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,73 @@
+"""EnsembleNet of the CNN/detection paper (§IV-B, Eq. 1): sum the members' predicted probabilities.
+
+``dermviewer-train cv configs/baselines/ensemble.yaml`` runs every member config's CV on the *same*
+folds (the ensemble's ``cv`` section overrides theirs), then sums the members' out-of-fold
+probabilities and reports each member and the ensemble as rows of DermImitFormer's Table 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from training.config import ConfigError, ExperimentConfig, load_config
+from training.evaluate import Predictions, compute_metrics, save_predictions_h5, table2_markdown
+from training.run import ensure_pack, make_run_dir, run_cv
+
+__all__ = ["read_oof", "run_ensemble_cv"]
+
+
+def read_oof(path: Path) -> Predictions:
+    with h5py.File(path, "r") as f:
+        order = np.argsort(f["pack_index"][()])
+        return Predictions(
+            indices=f["pack_index"][()][order],
+            probs={k: f[f"probs/{k}"][()][order] for k in f["probs"]},
+            embeddings=f["embeddings"][()][order],
+            fold=f["fold"][()][order],
+        )
+
+
+def run_ensemble_cv(cfg: ExperimentConfig, config_path: Path | None, *, out: str | Path | None = None,
+                    root: str | Path | None = None, log: Any = print) -> Path:
+    base = Path(config_path).parent if config_path else Path.cwd()
+    data = ensure_pack(cfg, root, log)
+    run_dir = make_run_dir(cfg, out)
+    members: dict[str, Predictions] = {}
+    folds_of: dict[str, list[dict[str, Any]]] = {}
+    for member in cfg.ensemble:
+        mpath = base / member
+        over = {"cv": {"folds": cfg.cv.folds, "seed": cfg.cv.seed, "final_fit": False,
+                       "only_folds": cfg.cv.only_folds},
+                "output_dir": cfg.output_dir, "data": {"pack": cfg.data.pack, "limit": cfg.data.limit},
+                "train": {"progress": cfg.train.progress}}
+        mcfg = load_config(mpath, over)
+        log(f"ensemble member {mcfg.name} ({mpath})")
+        mdir = run_cv(mcfg, out=run_dir / mcfg.name, root=root, log=log)
+        members[mcfg.name] = read_oof(mdir / "oof_predictions.h5")
+        folds_of[mcfg.name] = json.loads((mdir / "metrics.json").read_text(encoding="utf-8"))["folds"]
+    if not members:
+        raise ConfigError("ensemble config lists no members")
+    first = next(iter(members.values()))
+    if any(not np.array_equal(p.indices, first.indices) for p in members.values()):
+        raise ConfigError("ensemble members were evaluated on different images")
+    probs = {k: sum(p.probs[k] for p in members.values()) / len(members)
+             for k in ("disease", "disease_fused") if all(k in p.probs for p in members.values())}
+    ens = Predictions(first.indices, probs, np.concatenate([p.embeddings for p in members.values()], axis=1),
+                      fold=first.fold)
+    save_predictions_h5(run_dir / "oof_predictions.h5", ens, data, run=cfg.name, members=list(members))
+    fold_ids = sorted(set(first.fold.tolist()))
+    ens_folds = []
+    for f in fold_ids:
+        sel = first.fold == f
+        sub = Predictions(ens.indices[sel], {k: v[sel] for k, v in ens.probs.items()}, ens.embeddings[sel])
+        ens_folds.append(compute_metrics(sub, data))
+    table = table2_markdown({**folds_of, f"{cfg.name} (sum of probabilities)": ens_folds})
+    (run_dir / "table2.md").write_text(table, encoding="utf-8")
+    (run_dir / "metrics.json").write_text(json.dumps({"folds": ens_folds}, indent=1, default=float), encoding="utf-8")
+    log("\n" + table)
+    return run_dir
