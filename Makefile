@@ -28,5 +28,8 @@ lint: $(STAMP)
 test: lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q $(ARGS)
 
+screenshot: $(STAMP)
+	xvfb-run -a $(BIN)/python tests/screenshot.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
