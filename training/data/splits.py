@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 __all__ = ["Folds", "grouped_holdout", "make_folds"]
 
@@ -69,9 +69,12 @@ def make_folds(labels: np.ndarray, groups: list[str], ids: list[str], k: int = 5
         raise ValueError(f"k must be in [2, {n_groups}] (the number of groups), got {k}")
     y = np.asarray(labels)
     y = np.where(y < 0, y.max() + 1, y)  # unknown labels form their own stratum
-    skf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     fold_of = np.full(len(y), -1, dtype=np.int64)
-    for f, (_, test) in enumerate(skf.split(np.zeros(len(y)), y, groups)):
+    try:
+        splits = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(y, y, groups))
+    except ValueError:  # every class smaller than k (tiny subsets): patient grouping still holds
+        splits = list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(y, y, groups))
+    for f, (_, test) in enumerate(splits):
         fold_of[test] = f
     return Folds(k, seed, fold_of, list(ids), list(groups))
 

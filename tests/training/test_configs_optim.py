@@ -1,0 +1,72 @@
+"""Shipped experiment configs resolve; schedules follow SGDR with cycle multiplication; student blocks copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from trainhelp import REPO
+
+from engine.models import TABLE1_ROWS, create_model, model_config
+from training.config import ConfigError, OptimConfig, load_config
+from training.distill import default_keep_blocks, make_student
+from training.optim import build_optimizer, build_scheduler
+
+CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "data" not in p.parts)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_shipped_config_resolves(path: Path) -> None:
+    cfg = load_config(path)
+    over = dict(TABLE1_ROWS[cfg.model.table1_row]) if cfg.model.table1_row else {}
+    model_config(cfg.model.name, **over, **cfg.model.overrides)
+    for member in cfg.ensemble:
+        load_config(path.parent / member)
+
+
+def test_paper_config_matches_the_paper() -> None:
+    cfg = load_config(REPO / "configs" / "paper_dermimitformer.yaml")
+    mc = model_config(cfg.model.name)
+    assert (mc.img_size, mc.top_k, cfg.train.epochs) == (384, 24, 100)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 0.003, 0.95, 1e-5)
+    assert (cfg.augment.cutmix_p, cfg.augment.cutmix_alpha) == (0.5, 0.3)
+
+
+def test_unknown_key_is_rejected(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: {lrr: 0.1}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="unknown keys"):
+        load_config(bad)
+
+
+def test_sgdr_with_cycle_multiplication_and_discriminative_lr() -> None:
+    model = create_model("dermimitformer_tiny")
+    cfg = OptimConfig(name="sgd", lr=0.1, backbone_lr_mult=0.1, schedule="sgdr", sgdr_t0_epochs=1,
+                      sgdr_t_mult=2, min_lr_ratio=0.0)
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, steps_per_epoch=4, epochs=7)
+    heads = next(g for g in opt.param_groups if g["name"] == "heads")
+    backbone = next(g for g in opt.param_groups if g["name"] == "backbone")
+    lrs = []
+    for _ in range(28):
+        lrs.append((heads["lr"], backbone["lr"]))
+        opt.step()
+        sched.step()
+    assert all(abs(b - 0.1 * h) < 1e-12 for h, b in lrs)
+    restarts = [i for i in range(1, 28) if lrs[i][0] > lrs[i - 1][0]]
+    assert restarts == [4, 12]  # cycles of 4, 8, 16 steps
+
+
+def test_student_keeps_chosen_blocks_with_copied_weights() -> None:
+    assert default_keep_blocks(12) == [0, 2, 4, 7, 9, 11]
+    torch.manual_seed(0)
+    cfg = model_config("dermimitformer_tiny", depth=3)
+    from engine.models import build_model
+
+    teacher = build_model(cfg)
+    student, scfg = make_student(teacher, cfg, [0, 2])
+    assert scfg.depth == 2 and len(student.backbone.blocks) == 2
+    t, s = teacher.state_dict(), student.state_dict()
+    assert torch.equal(s["backbone.blocks.1.attn.qkv.weight"], t["backbone.blocks.2.attn.qkv.weight"])
+    assert torch.equal(s["head_fused.fc.weight"], t["head_fused.fc.weight"])
