@@ -16,6 +16,7 @@ autocast off (pytorch-grad-cam converts to numpy, which has no bf16).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ __all__ = [
     "default_target_layer",
     "grad_cam",
 ]
+
+_CAM_LOCK = threading.Lock()  # the requires_grad flags are model state: one CAM at a time
 
 HEAD_OUTPUTS = {"disease": "disease_fused", "body_part": "body_part", "attributes": "attributes"}
 """Head name -> the output whose logits are explained (the differential is d', ``disease_fused``)."""
@@ -99,21 +102,22 @@ def default_target_layer(model: nn.Module, head: str) -> nn.Module:
 @contextmanager
 def _gradients_from(model: nn.Module, layer: nn.Module) -> Iterator[None]:
     """Record autograd only from ``layer``'s output on: frozen parameters + a re-rooting hook."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
 
     def reroot(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
         return output.detach().requires_grad_(True)
 
-    handle = layer.register_forward_hook(reroot, prepend=True)  # before pytorch-grad-cam's own hooks
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        with torch.inference_mode(False), torch.enable_grad():
-            yield
-    finally:
-        handle.remove()
-        for p, flag in flags:
-            p.requires_grad_(flag)
+    with _CAM_LOCK:
+        flags = [(p, p.requires_grad) for p in model.parameters()]
+        handle = layer.register_forward_hook(reroot, prepend=True)  # before pytorch-grad-cam's own hooks
+        try:
+            for p, _ in flags:
+                p.requires_grad_(False)
+            with torch.inference_mode(False), torch.enable_grad():
+                yield
+        finally:
+            handle.remove()
+            for p, flag in flags:
+                p.requires_grad_(flag)
 
 
 def grad_cam(

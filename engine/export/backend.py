@@ -81,10 +81,11 @@ def read_onnx(source: str | Path | bytes) -> OnnxFile:
     import onnx
     from google.protobuf.message import DecodeError
 
-    path = None if isinstance(source, bytes) else Path(source)
-    if path is None:
-        blob = bytes(source)  # type: ignore[arg-type]
+    path: Path | None = None
+    if isinstance(source, bytes):
+        blob = source
     else:
+        path = Path(source)
         try:
             blob = path.read_bytes()
         except OSError as exc:

@@ -6,7 +6,7 @@ for LSM scores and the embedding, set equality for the selected tokens (near-tie
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from engine.prediction import softmax
 from engine.preprocess import preprocess_batch
 from engine.taxonomy import Taxonomy
 
-__all__ = ["ParityReport", "check_parity", "probabilities", "top1_agreement"]
+__all__ = ["ParityReport", "check_parity", "preprocessed_batches", "probabilities", "run_all", "top1_agreement"]
 
 _LOGITS = ("disease", "disease_fused", "body_part", "attributes")
 
@@ -62,13 +62,15 @@ def top1_agreement(a: dict[str, np.ndarray], b: dict[str, np.ndarray], output: s
     return float(np.mean(a[output].argmax(-1) == b[output].argmax(-1)))
 
 
-def _batches(images: Sequence[np.ndarray | str | Path], bundle: Bundle, size: int) -> list[np.ndarray]:
+def preprocessed_batches(images: Sequence[np.ndarray | str | Path], bundle: Bundle, size: int = 8) -> list[np.ndarray]:
+    """Photos (arrays or paths) -> model-ready float32 batches of at most ``size``, with the bundle's preprocessing."""
     arrays = [load_image(im) if isinstance(im, str | Path) else im for im in images]
     return [preprocess_batch(arrays[i : i + size], bundle.preprocess) for i in range(0, len(arrays), size)]
 
 
-def run_all(backend_run: object, batches: list[np.ndarray]) -> dict[str, np.ndarray]:
-    outs = [backend_run(b) for b in batches]  # type: ignore[operator]
+def run_all(run: Callable[[np.ndarray], dict[str, np.ndarray]], batches: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Run every batch and concatenate each output along the batch axis."""
+    outs = [run(b) for b in batches]
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
@@ -90,7 +92,7 @@ def check_parity(
     def torch_run(batch: np.ndarray) -> dict[str, np.ndarray]:
         return {k: v.cpu().numpy() for k, v in model(torch.from_numpy(batch)).items()}
 
-    batches = _batches(images, bundle, batch_size)
+    batches = preprocessed_batches(images, bundle, batch_size)
     ref, got = run_all(torch_run, batches), run_all(backend.run, batches)
     report = ParityReport(n_images=len(images), tolerance=tolerance)
     p_ref, p_got = probabilities(ref, bundle.taxonomy), probabilities(got, bundle.taxonomy)

@@ -20,7 +20,7 @@ import numpy as np
 from engine.errors import ExportError
 from engine.export.backend import OnnxBackend, read_onnx
 from engine.export.onnx_export import META_WEIGHTS_SHA256, stamp_metadata
-from engine.export.parity import _batches, probabilities, run_all, top1_agreement
+from engine.export.parity import preprocessed_batches, probabilities, run_all, top1_agreement
 
 __all__ = ["INT8_PRECISION", "QuantizationReport", "quantize_int8"]
 
@@ -90,7 +90,7 @@ def quantize_int8(
         raise ExportError(f"cannot write: {exc.strerror}", dst) from exc
     report = QuantizationReport(dst, n_q)
     if images:
-        batches = _batches(images, fp32.bundle, batch_size)
+        batches = preprocessed_batches(images, fp32.bundle, batch_size)
         ref = run_all(OnnxBackend(fp32, "cpu").run, batches)
         got = run_all(OnnxBackend(dst, "cpu").run, batches)
         p_ref, p_got = probabilities(ref, fp32.bundle.taxonomy), probabilities(got, fp32.bundle.taxonomy)
