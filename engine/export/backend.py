@@ -168,7 +168,8 @@ class OnnxBackend:
                  intra_op_threads: int = 0) -> None:
         import onnxruntime as ort
 
-        self.file = source if isinstance(source, OnnxFile) else read_onnx(source)
+        owned = not isinstance(source, OnnxFile)
+        self.file = read_onnx(source) if not isinstance(source, OnnxFile) else source
         self.bundle = self.file.bundle
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -178,6 +179,8 @@ class OnnxBackend:
             self.session = ort.InferenceSession(self.file.blob, sess_options=opts, providers=_providers(device))
         except _ort_errors() as exc:
             raise ExportError(f"ONNX Runtime cannot load the model: {exc}", self.file.path) from exc
+        if owned:
+            self.file.blob = b""  # the session holds its own copy; don't keep a second one (400 MB for ViT-B)
         self.providers = self.session.get_providers()
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
         self.output_names = self.file.output_names
