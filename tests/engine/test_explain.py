@@ -90,6 +90,7 @@ def test_lsm_map_and_boxes_follow_the_models_own_scores(model: nn.Module, bundle
 def test_token_boxes_tile_a_non_square_image_exactly() -> None:
     grid, size = (6, 6), (300, 601)  # (height, width)
     assert token_box(7, grid, size) == (100, 50, 200, 100)
+    assert token_box(8, grid, (300, 600)) == (200, 50, 300, 100)  # row 1, column 2: rows and columns not swapped
     cover = np.zeros(size, np.int32)
     for x0, y0, x1, y1 in selected_boxes(range(36), grid, size):
         cover[y0:y1, x0:x1] += 1
