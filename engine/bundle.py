@@ -23,7 +23,7 @@ from engine.models.config import ModelConfig
 from engine.preprocess import PreprocessConfig
 from engine.taxonomy import Taxonomy
 
-__all__ = ["BUNDLE_SUFFIX", "SCHEMA_VERSION", "Bundle", "load_bundle", "save_bundle"]
+__all__ = ["BUNDLE_SUFFIX", "SCHEMA_VERSION", "Bundle", "bundle_from_header", "load_bundle", "save_bundle"]
 
 SCHEMA_VERSION = 1
 BUNDLE_SUFFIX = ".dmvb"
@@ -178,6 +178,18 @@ def load_bundle(path: str | Path) -> Bundle:
         tensors = load(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise BundleError(f"weights cannot be decoded: {exc}", path) from exc
+    return bundle_from_header(header, tensors, path)
+
+
+def bundle_from_header(
+    header: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    path: Path | None = None,
+    error: type[DermViewerError] = BundleError,
+) -> Bundle:
+    """A :class:`Bundle` from its JSON header (and weights, which may be empty for an ONNX-only model)."""
+    if header.get("schema_version") != SCHEMA_VERSION:
+        raise error(f"bundle schema version {header.get('schema_version')!r} is not supported", path)
     try:
         return Bundle(
             name=str(header["name"]),
@@ -185,13 +197,13 @@ def load_bundle(path: str | Path) -> Bundle:
             model_config=ModelConfig.from_dict(header["model"]),
             preprocess=PreprocessConfig.from_dict(header["preprocess"]),
             taxonomy=Taxonomy.from_dict(header["taxonomy"], path),
-            state_dict=tensors,
+            state_dict=state_dict,
             thresholds=dict(header.get("thresholds", {})),
             metrics=dict(header.get("metrics", {})),
             provenance=dict(header.get("provenance", {})),
             path=path,
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"bundle config is incomplete or malformed: {exc!r}", path) from exc
+        raise error(f"bundle config is incomplete or malformed: {exc!r}", path) from exc
     except DermViewerError as exc:
-        raise BundleError(f"bundle config is invalid: {exc.reason}", path) from exc
+        raise error(f"bundle config is invalid: {exc.reason}", path) from exc

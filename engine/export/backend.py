@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from engine.bundle import SCHEMA_VERSION, Bundle
-from engine.errors import DermViewerError, ExportError
+from engine.bundle import Bundle
+from engine.bundle import bundle_from_header as _bundle_from_header
+from engine.errors import ExportError
 from engine.export.onnx_export import (
     INPUT_NAME,
     META_BUNDLE,
@@ -29,9 +30,6 @@ from engine.export.onnx_export import (
     model_sha256,
     weights_sha256,
 )
-from engine.models.config import ModelConfig
-from engine.preprocess import PreprocessConfig
-from engine.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
     from engine.inference import Predictor
@@ -55,25 +53,7 @@ class OnnxFile:
 
 def bundle_from_header(header: dict[str, Any], path: Path | None = None) -> Bundle:
     """Rebuild a weightless :class:`Bundle` (config, preprocessing, taxonomy, thresholds) from a header."""
-    if header.get("schema_version") != SCHEMA_VERSION:
-        raise ExportError(f"bundle schema version {header.get('schema_version')!r} is not supported", path)
-    try:
-        return Bundle(
-            name=str(header["name"]),
-            version=str(header["version"]),
-            model_config=ModelConfig.from_dict(header["model"]),
-            preprocess=PreprocessConfig.from_dict(header["preprocess"]),
-            taxonomy=Taxonomy.from_dict(header["taxonomy"], path),
-            state_dict={},
-            thresholds=dict(header.get("thresholds", {})),
-            metrics=dict(header.get("metrics", {})),
-            provenance=dict(header.get("provenance", {})),
-            path=path,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ExportError(f"embedded bundle config is incomplete or malformed: {exc!r}", path) from exc
-    except DermViewerError as exc:
-        raise ExportError(f"embedded bundle config is invalid: {exc.reason}", path) from exc
+    return _bundle_from_header(header, {}, path, error=ExportError)
 
 
 def read_onnx(source: str | Path | bytes) -> OnnxFile:
