@@ -1,4 +1,4 @@
-"""Shared fixtures: real PAD-UFES-20 photos and the placeholder bundle (small and fast)."""
+"""Shared fixtures: real PAD-UFES-20 photos and the bundled default model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ PHOTO = DATA / "images" / "PAT_100_393_898.jpg"
 @pytest.fixture(scope="session")
 def photo() -> Path:
     if not PHOTO.is_file():
-        pytest.skip(f"PAD-UFES-20 photo not found at {PHOTO}")
+        pytest.fail(f"PAD-UFES-20 photo not found at {PHOTO}; tests run with ../shared beside the repo")
     return PHOTO
 
 

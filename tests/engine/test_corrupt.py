@@ -51,7 +51,7 @@ def grey() -> np.ndarray:
 def photo() -> np.ndarray:
     paths = sorted(PHOTO_DIR.glob("*.jpg"))
     if not paths:
-        pytest.skip(f"no PAD-UFES-20 photos under {PHOTO_DIR}")
+        pytest.fail(f"no PAD-UFES-20 photos under {PHOTO_DIR}; tests run with ../shared beside the repo")
     bgr = cv2.imread(str(paths[0]), cv2.IMREAD_COLOR)
     assert bgr is not None, paths[0]
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -132,8 +132,8 @@ def test_registry_and_bad_configs():
 
 def test_lite0_weight_mapping_classifies_chelsea_as_a_cat():
     """The packaged ImageNet weights, renamed onto timm's layers, must still see a cat."""
-    skimage_data = pytest.importorskip("skimage.data")
     import cv2
+    import skimage.data as skimage_data
 
     from engine.models.efficientnet_lite import LITE0_MEAN, LITE0_STD, create_efficientnet_lite0
 

@@ -18,7 +18,7 @@ SPEC = REPO / "configs" / "data" / "pad_ufes_20.yaml"
 DATA = REPO.parent / "shared" / "data" / "pad_ufes_20"
 
 if not (DATA / "manifest.csv").is_file():  # pragma: no cover - CI always has the shared data
-    pytest.skip("PAD-UFES-20 development data not found", allow_module_level=True)
+    pytest.fail("PAD-UFES-20 development data not found at ../shared/data/pad_ufes_20", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,7 @@ def test_photo_panels_overlays_and_whatif_agree_with_engine(make_window, qtbot, 
                                                             tmp_path: Path) -> None:
     win = make_window()
     qtbot.waitUntil(lambda: win.state.model.ready, timeout=TIMEOUT)
-    assert win.banner.isVisible()  # the placeholder bundle is untrained
+    assert win.banner.isVisible() == predictor.bundle.untrained  # the banner flags placeholder models only
     _open(qtbot, win, photo)
     image = load_image(photo)
     direct = predictor.predict(image)
