@@ -1,4 +1,4 @@
-"""``dermviewer-train``: pack | train | cv | lr-find | distill | evaluate | robustness | export.
+"""``dermviewer-train``: pack | train | cv | lr-find | distill | evaluate | robustness | export | ship.
 
 Every subcommand takes an experiment YAML (``configs/*.yaml``) and ``--set section.key=value``
 overrides; every run writes a folder (``--out``, default ``runs/<name>-<time>``). Bad specs, missing
@@ -83,7 +83,46 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, config_required=False)
     p.add_argument("--checkpoint", type=Path, default=None, help="best.pt / last.pt of a run (needs the config)")
     p.add_argument("--bundle", type=Path, default=None, help="existing bundle to convert to ONNX")
+
+    p = sub.add_parser("ship", help="copy a CV run's final model (fp16), OOF predictions and metrics into "
+                                    "resources/models and write its model card from the run's metrics")
+    p.add_argument("run", type=Path, help="a `cv` run folder with a final fit")
+    p.add_argument("--name", default="default", help="file stem in the destination (default: default)")
+    p.add_argument("--title", default=None, help="card title")
+    p.add_argument("--dest", type=Path, default=Path("resources/models"))
+    p.add_argument("--command", dest="reproduce", required=True, help="the exact command that made the run")
+    p.add_argument("--description", default="", help="a paragraph for the card")
+    p.add_argument("--ablation", action="append", default=[], metavar="LABEL=RUN_DIR",
+                   help="a CV run on the same folds for the Table 1 section (repeatable)")
+    p.add_argument("--section", action="append", default=[], metavar="TITLE=FILE.md",
+                   help="an extra card section read from a Markdown file (repeatable)")
+    p.add_argument("--failure-mode", action="append", default=[], help="a known failure mode (repeatable)")
     return parser
+
+
+def _pairs(items: list[str], what: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        label, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{what} must look like LABEL=VALUE, got {item!r}")
+        out.append((label, value))
+    return out
+
+
+def _cmd_ship(args: argparse.Namespace) -> int:
+    from training.card import CardInputs, ship_model
+
+    inp = CardInputs(
+        name=args.name, title=args.title or args.name, run_dir=args.run, command=args.reproduce,
+        description=args.description,
+        ablations={label: Path(run) for label, run in _pairs(args.ablation, "--ablation")},
+        extra_sections={t: Path(f).read_text(encoding="utf-8") for t, f in _pairs(args.section, "--section")},
+        failure_modes=list(args.failure_mode),
+    )
+    for kind, path in ship_model(inp, args.dest).items():
+        print(f"{kind}: {path}")
+    return 0
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -210,7 +249,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"pack": _cmd_pack, "train": _cmd_train, "cv": _cmd_cv, "lr-find": _cmd_lr_find,
              "distill": _cmd_distill, "evaluate": _cmd_evaluate, "robustness": _cmd_robustness,
-             "export": _cmd_export}
+             "export": _cmd_export, "ship": _cmd_ship}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import h5py
 import pytest
+import torch
 import yaml
 from trainhelp import DATA, SPEC
 
@@ -35,7 +36,7 @@ def _tiny_yaml(tmp_path: Path, pack: Path) -> Path:
 
 
 def test_help_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
-    for cmd in ("pack", "train", "cv", "lr-find", "distill", "evaluate", "robustness", "export"):
+    for cmd in ("pack", "train", "cv", "lr-find", "distill", "evaluate", "robustness", "export", "ship"):
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])
         assert exc.value.code == 0
@@ -104,6 +105,14 @@ def test_every_command_end_to_end(tmp_path: Path, tiny_pack: PackData) -> None:
         assert f["embeddings"].shape[0] == len(tiny_pack) == f["probs/disease_fused"].shape[0]
         assert set(f["fold"][()]) == {0, 1}
     assert (cv / "folds.json").is_file() and (cv / "tiny.dmvb").is_file()
+    shipped = tmp_path / "shipped"
+    assert main(["ship", str(cv), "--name", "m", "--dest", str(shipped), "--command", "dermviewer-train cv X",
+                 "--ablation", f"same run={cv}", "--failure-mode", "tiny data"]) == 0
+    card = (shipped / "m.md").read_text()
+    assert "dermviewer-train cv X" in card and "not a medical device" in card.lower()
+    assert "| Disease macro-F1 |" in card and "| same run |" in card and "- tiny data" in card
+    assert load_bundle(shipped / "m.dmvb").state_dict["head_d.fc.weight"].dtype == torch.float16
+    assert (shipped / "m.cv.json").is_file() and (shipped / "m.oof.h5").is_file()
 
     assert main(["lr-find", str(cfg), "--out", str(tmp_path / "lr"), "--steps", "4"]) == 0
     assert (tmp_path / "lr" / "lr_find.png").is_file()
