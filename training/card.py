@@ -73,6 +73,7 @@ class CardInputs:
     ablations: dict[str, Path] = field(default_factory=dict)
     extra_sections: dict[str, str] = field(default_factory=dict)
     failure_modes: list[str] = field(default_factory=list)
+    model_name: str | None = None  # the name the app shows; the file stem ``name`` by default
 
 
 def _wall(metrics: Mapping[str, Any]) -> str:
@@ -147,7 +148,7 @@ def ship_model(inp: CardInputs, dest: Path) -> dict[str, Path]:
     b = load_bundle(src)
     model = b.build_model()
     out = {"bundle": save_bundle(dest / f"{inp.name}.dmvb", model, model_config=b.model_config,
-                                 taxonomy=b.taxonomy, preprocess=b.preprocess, name=inp.name,
+                                 taxonomy=b.taxonomy, preprocess=b.preprocess, name=inp.model_name or inp.name,
                                  version=b.version, thresholds=b.thresholds, metrics=b.metrics,
                                  provenance={**b.provenance, "run": run.name}, half=True)}
     out["metrics"] = dest / f"{inp.name}.cv.json"

@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path, help="a `cv` run folder with a final fit")
     p.add_argument("--name", default="default", help="file stem in the destination (default: default)")
     p.add_argument("--title", default=None, help="card title")
+    p.add_argument("--model-name", default=None, help="the name the app shows (default: --name)")
     p.add_argument("--dest", type=Path, default=Path("resources/models"))
     p.add_argument("--command", dest="reproduce", required=True, help="the exact command that made the run")
     p.add_argument("--description", default="", help="a paragraph for the card")
@@ -118,7 +119,7 @@ def _cmd_ship(args: argparse.Namespace) -> int:
         description=args.description,
         ablations={label: Path(run) for label, run in _pairs(args.ablation, "--ablation")},
         extra_sections={t: Path(f).read_text(encoding="utf-8") for t, f in _pairs(args.section, "--section")},
-        failure_modes=list(args.failure_mode),
+        failure_modes=list(args.failure_mode), model_name=args.model_name,
     )
     for kind, path in ship_model(inp, args.dest).items():
         print(f"{kind}: {path}")
