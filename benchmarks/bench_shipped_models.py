@@ -55,7 +55,7 @@ def main() -> int:
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params"
               + (" (UNTRAINED placeholder)" if bundle.untrained else ""))
 
-        def torch_run(x: torch.Tensor, bf16: bool = False) -> None:
+        def torch_run(x: torch.Tensor, bf16: bool = False, model: torch.nn.Module = model) -> None:
             with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
                 model(x)
 
