@@ -99,8 +99,9 @@ def test_report_html_carries_disclaimer_model_and_whatif(host: ModelHost, photo:
     content = ReportContent(photo.name, view.prediction, info, ["LSM attention (disease)"], view.metadata,
                             compare(view.prediction, w.prediction), w.params)
     html = report_html(content)
-    for needle in (DISCLAIMER, info.name, "Differential", "Body part", "Attributes", "What-if", "Untrained"):
+    for needle in (DISCLAIMER, info.name, "Differential", "Body part", "Attributes", "What-if"):
         assert needle in html
+    assert ("Untrained placeholder" in html) == info.untrained  # only placeholder models are flagged
     comp = compose_overlays(view.image, view.layers["disease"], OverlaySettings())
     assert comp.shape[2] == 3
     assert not np.array_equal(comp, view.image[: comp.shape[0], : comp.shape[1]])
