@@ -56,8 +56,13 @@ class ModelInfo:
     def headline_metrics(self, limit: int = 6) -> list[tuple[str, str]]:
         """Flat (name, value) pairs of the top-level numeric metrics, for the report and status bar."""
         out = []
-        for k, v in self.metrics.items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
+        for key, v in self.metrics.items():
+            # "cv.disease_fused.macro_f1" -> "CV (out of fold) disease macro f1"
+            k = ("CV (out of fold) " if key.startswith("cv.") else "") + key.removeprefix("cv.").replace(
+                "disease_fused.", "disease ").replace(".", " ").replace("_", " ")
+            if isinstance(v, float) and 0.0 <= v <= 1.0:
+                out.append((k, f"{100 * v:.1f}%"))
+            elif isinstance(v, int | float) and not isinstance(v, bool):
                 out.append((k, f"{v:.3f}" if isinstance(v, float) else str(v)))
             elif isinstance(v, dict) and {"mean", "std"} <= set(v):
                 out.append((k, f"{float(v['mean']):.3f} ± {float(v['std']):.3f}"))

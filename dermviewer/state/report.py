@@ -74,9 +74,10 @@ def _e(s: object) -> str:
 
 
 def _bar(p: float, colour: str) -> str:
-    width = max(1, round(p * 160))
-    return (f'<table cellspacing="0" cellpadding="0"><tr><td width="{width}" bgcolor="{colour}" height="9"></td>'
-            f'<td>&nbsp;{p * 100:.1f}%</td></tr></table>')
+    """The percentage, then a bar of non-breaking spaces: QTextDocument squeezes nested fixed-width tables."""
+    cells = max(1, round(p * 40))
+    return (f"<td align='right'>{p * 100:.1f}%</td>"
+            f"<td><span style='background-color: {colour}'>{'&nbsp;' * cells}</span></td>")
 
 
 def _scores(title: str, scores: list[LabelScore], flag: str, limit: int | None = None) -> str:
@@ -84,7 +85,7 @@ def _scores(title: str, scores: list[LabelScore], flag: str, limit: int | None =
     for s in scores[:limit]:
         colour = "#c0392b" if s.malignant else "#2e86c1"
         mark = f" <b>[{flag}]</b>" if (s.malignant if flag == "malignant" else s.positive) else ""
-        rows.append(f"<tr><td>{_e(s.name)}{mark}</td><td>{_bar(s.probability, colour)}</td></tr>")
+        rows.append(f"<tr><td>{_e(s.name)}{mark}</td>{_bar(s.probability, colour)}</tr>")
     return f"<h3>{_e(title)}</h3><table cellspacing='2'>{''.join(rows)}</table>"
 
 
