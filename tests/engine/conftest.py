@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.bundle import save_bundle
+from engine.bundle import Bundle, load_bundle, save_bundle
 from engine.models import create_model, model_config
 from engine.preprocess import PreprocessConfig
 from engine.taxonomy import load_taxonomy
@@ -39,3 +39,8 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         preprocess=PreprocessConfig(img_size=96), name="tiny-test", version="1",
         thresholds={"attributes": 0.5}, metrics={"disease": {"macro_f1": 0.1}}, provenance={"untrained": True},
     )
+
+
+@pytest.fixture(scope="session")
+def bundle(tiny_bundle: Path) -> Bundle:
+    return load_bundle(tiny_bundle)

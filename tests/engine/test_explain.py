@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine.bundle import Bundle, load_bundle
+from engine.bundle import Bundle
 from engine.errors import ModelConfigError
 from engine.explain import (
     HeadClassTarget,
@@ -31,11 +31,6 @@ from engine.imageio import load_image
 from engine.inference import Predictor
 from engine.models import create_model
 from engine.preprocess import preprocess_batch
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle: Path) -> Bundle:
-    return load_bundle(tiny_bundle)
 
 
 @pytest.fixture(scope="module")

@@ -31,11 +31,6 @@ from engine.inference import Predictor
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_bundle: Path) -> Bundle:
-    return load_bundle(tiny_bundle)
-
-
-@pytest.fixture(scope="module")
 def onnx_path(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Not next to the bundle: an .onnx sibling would be picked up by Predictor(bundle, backend="onnx").
     return export_onnx(tiny_bundle, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
