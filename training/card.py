@@ -1,6 +1,6 @@
 """Model cards and shipping: every figure in a card is read from the metrics file of the run it names.
 
-``ship_model`` copies a CV run's final bundle (as fp16), its ONNX export, out-of-fold predictions and
+``ship_model`` copies a CV run's final bundle (as fp16), out-of-fold predictions and
 metrics into ``resources/models`` and renders ``<name>.md`` from them, so a card cannot drift from
 its run: ``tests/training/test_model_card.py`` recomputes each figure from the stored metrics file.
 """
@@ -139,7 +139,7 @@ def render_card(inp: CardInputs) -> str:
 
 
 def ship_model(inp: CardInputs, dest: Path) -> dict[str, Path]:
-    """Copy the run's final bundle (fp16), ONNX, OOF predictions and metrics to ``dest`` and write the card."""
+    """Copy the run's final bundle (fp16), OOF predictions and metrics to ``dest`` and write the card."""
     from engine.bundle import load_bundle, save_bundle
 
     dest.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,7 @@ __all__ = [
     "depth_table_markdown",
     "make_student",
     "measure_latency",
+    "seed_student",
     "soft_cross_entropy_kd",
 ]
 
@@ -84,6 +85,49 @@ def make_student(teacher: nn.Module, cfg: ModelConfig, keep: Sequence[int]) -> t
     return student, scfg
 
 
+def _pick(keep: Sequence[int] | None, n_teacher: int, n_student: int, what: str) -> list[int]:
+    keep = list(keep) if keep is not None else default_keep_blocks(n_teacher)[:n_student]
+    if len(keep) != n_student or any(not 0 <= k < n_teacher for k in keep) or sorted(set(keep)) != keep:
+        raise ValueError(f"{what}: need {n_student} increasing indices in [0, {n_teacher}), got {keep}")
+    return keep
+
+
+def seed_student(teacher: nn.Module, tcfg: ModelConfig, student: nn.Module, scfg: ModelConfig, *,
+                 keep_blocks: Sequence[int] | None = None,
+                 keep_head_blocks: Sequence[int] | None = None) -> dict[str, list[int]]:
+    """Initialise a shallower and/or lower-resolution ``student`` from ``teacher`` (SkinDistilViT §3).
+
+    Student backbone block i copies teacher block ``keep_blocks[i]``, student head block j copies the
+    teacher head's block ``keep_head_blocks[j]`` (defaults: every other block, first kept), the position
+    embedding is resampled to the student's token grid, and every other weight of the same shape is
+    copied. Returns the block maps used."""
+    from timm.layers import resample_abs_pos_embed
+
+    maps = {"backbone.blocks.": _pick(keep_blocks, tcfg.depth, scfg.depth, "keep_blocks")}
+    for head in scfg.heads:
+        maps[f"heads.{head}.blocks."] = _pick(keep_head_blocks, tcfg.head_depth, scfg.head_depth, "keep_head_blocks")
+    src = teacher.state_dict()
+    dst = student.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for key, value in dst.items():
+        t_key = key
+        for prefix, keep in maps.items():
+            if key.startswith(prefix):
+                idx, rest = key[len(prefix):].split(".", 1)
+                t_key = f"{prefix}{keep[int(idx)]}.{rest}"
+        t_val = src.get(t_key)
+        if t_val is None:
+            raise ValueError(f"teacher has no weight for student's {key!r}")
+        if key.endswith("pos_embed") and t_val.shape != value.shape:
+            side = round((value.shape[1] - 1) ** 0.5)
+            t_val = resample_abs_pos_embed(t_val.float(), new_size=[side, side], num_prefix_tokens=1)
+        if t_val.shape != value.shape:
+            raise ValueError(f"{key}: teacher {tuple(t_val.shape)} vs student {tuple(value.shape)}")
+        out[key] = t_val.detach().clone().to(value.dtype)
+    student.load_state_dict(out, strict=True)
+    return {k.rstrip("."): v for k, v in maps.items()}
+
+
 def soft_cross_entropy_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """Hinton's soft-target cross-entropy, scaled by T^2 so gradients keep their size as T changes."""
     t = F.softmax(teacher.float() / temperature, dim=-1)
@@ -93,15 +137,21 @@ def soft_cross_entropy_kd(student: torch.Tensor, teacher: torch.Tensor, temperat
 class DistillLoss:
     """Extra loss for :class:`~training.trainer.Trainer`: alpha * soft CE (+ cosine, + MSE) to the teacher."""
 
-    def __init__(self, teacher: nn.Module, cfg: DistillConfig, keys: Sequence[str] = ("disease", "disease_fused")):
+    def __init__(self, teacher: nn.Module, cfg: DistillConfig, keys: Sequence[str] = ("disease", "disease_fused"),
+                 teacher_size: int | None = None):
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        self.cfg, self.keys = cfg, tuple(keys)
+        self.cfg, self.keys, self.teacher_size = cfg, tuple(keys), teacher_size
 
     def __call__(self, model: nn.Module, out: dict[str, torch.Tensor], ctx: dict[str, Any]) -> torch.Tensor:
+        images = ctx["images"]
+        if self.teacher_size is not None and images.shape[-1] != self.teacher_size:
+            # a lower-resolution student: the teacher sees the same crop at its own input size
+            images = F.interpolate(images, size=(self.teacher_size, self.teacher_size), mode="bilinear",
+                                   align_corners=False, antialias=True)
         with torch.no_grad():
-            t_out = self.teacher(ctx["images"])
+            t_out = self.teacher(images)
         c = self.cfg
         loss = torch.zeros((), device=ctx["images"].device)
         keys = [k for k in self.keys if k in out and k in t_out]

@@ -26,7 +26,7 @@ from engine.models import TABLE1_ROWS, ModelConfig, build_model, model_config
 from engine.preprocess import PreprocessConfig
 from engine.taxonomy import Taxonomy
 from training.augment import TrainTransform
-from training.config import ConfigError, ExperimentConfig, config_to_dict
+from training.config import ConfigError, ExperimentConfig, config_to_dict, load_config
 from training.data.dataset import PackDataset, class_balanced_weights
 from training.data.manifest import read_manifest
 from training.data.pack import PackData, pack, read_pack_labels
@@ -275,11 +275,17 @@ def _headline(metrics: dict[str, Any] | None) -> dict[str, Any]:
 def run_cv(cfg: ExperimentConfig, *, out: str | Path | None = None, root: str | Path | None = None,
            log: Log = print) -> Path:
     """K-fold CV (Table 2 mean ± std, OOF predictions + embeddings), then a final fit on everything."""
+    teacher_run = resolve_repo_path(cfg.distill.teacher_run) if cfg.distill.teacher_run else None
+    if teacher_run is not None and not (teacher_run / "folds.json").is_file():
+        raise ConfigError(f"distill.teacher_run {teacher_run}: not a `cv` run folder (it has no folds.json)")
     data = ensure_pack(cfg, root, log)
     run_dir = make_run_dir(cfg, out)
     idx = _limit(cfg, data)
-    folds = make_folds(data.labels["disease"][idx], [data.groups[i] for i in idx], [data.ids[i] for i in idx],
-                       k=cfg.cv.folds, seed=cfg.cv.seed)
+    if teacher_run is not None:  # distil each fold from the teacher trained on that fold: same folds
+        folds = load_folds(teacher_run / "folds.json", data)
+    else:
+        folds = make_folds(data.labels["disease"][idx], [data.groups[i] for i in idx], [data.ids[i] for i in idx],
+                           k=cfg.cv.folds, seed=cfg.cv.seed)
     folds.save(run_dir / "folds.json")
     t0 = time.perf_counter()
     fold_metrics: list[dict[str, Any]] = []
@@ -290,7 +296,8 @@ def run_cv(cfg: ExperimentConfig, *, out: str | Path | None = None, root: str | 
         fdir = run_dir / f"fold{f}"
         tr, te = idx[folds.train_indices(f)], idx[folds.test_indices(f)]
         log(f"fold {f + 1}/{cfg.cv.folds}: train {len(tr)} images, test {len(te)}")
-        fo = fit(cfg, data, tr, fdir)
+        kw = _student_kwargs(cfg, data, teacher_run / f"fold{f}", log) if teacher_run is not None else {}
+        fo = fit(cfg, data, tr, fdir, **kw)
         mcfg = fo.model_config
         device = resolve_device(cfg.train.device)
         preds = predict(fo.model, make_dataset(cfg, data, te, mcfg, train=False),
@@ -314,7 +321,8 @@ def run_cv(cfg: ExperimentConfig, *, out: str | Path | None = None, root: str | 
     log("\n" + table)
     if cfg.cv.final_fit:
         log(f"final fit on all {len(idx)} images")
-        fo = fit(cfg, data, idx, run_dir / "final")
+        kw = _student_kwargs(cfg, data, teacher_run / "final", log) if teacher_run is not None else {}
+        fo = fit(cfg, data, idx, run_dir / "final", **kw)
         summary["final_wall_time_s"] = fo.result.wall_time_s
         export_model(fo.model, fo.model_config, cfg, data.taxonomy, run_dir,
                      metrics={f"cv.{k}": v for k, v in _headline(summary["oof"]).items()},
@@ -323,6 +331,28 @@ def run_cv(cfg: ExperimentConfig, *, out: str | Path | None = None, root: str | 
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
     log(f"run folder: {run_dir}")
     return run_dir
+
+
+def _student_kwargs(cfg: ExperimentConfig, data: PackData, teacher_dir: Path, log: Log) -> dict[str, Any]:
+    """A student seeded from, and distilled against, the teacher that ``teacher_dir`` (a fold of a `cv` run) holds."""
+    from training.distill import DistillLoss, seed_student
+
+    ckpt = teacher_dir / "last.pt"
+    if not ckpt.is_file():
+        raise ConfigError(f"{ckpt}: no teacher checkpoint (distill.teacher_run must be a finished `cv` run)")
+    tcfg = load_config(teacher_dir.parent / "config.yaml")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if state.get("epoch") != tcfg.train.epochs:
+        raise ConfigError(f"{ckpt}: the teacher stopped at epoch {state.get('epoch')} of {tcfg.train.epochs}; "
+                          "let its run finish (or resume it) before distilling")
+    teacher, t_mcfg = build_model_from_config(tcfg, data.taxonomy)
+    teacher.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+    student, s_mcfg = build_model_from_config(cfg, data.taxonomy)
+    maps = seed_student(teacher, t_mcfg, student, s_mcfg, keep_blocks=cfg.distill.keep_blocks,
+                        keep_head_blocks=cfg.distill.keep_head_blocks)
+    log(f"student seeded from {ckpt} (blocks {maps})")
+    return {"model": student, "mcfg": s_mcfg,
+            "extra_loss": DistillLoss(teacher, cfg.distill, teacher_size=t_mcfg.img_size)}
 
 
 def _summary(fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:

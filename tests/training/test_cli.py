@@ -114,6 +114,21 @@ def test_every_command_end_to_end(tmp_path: Path, tiny_pack: PackData) -> None:
     assert load_bundle(shipped / "m.dmvb").state_dict["head_d.fc.weight"].dtype == torch.float16
     assert (shipped / "m.cv.json").is_file() and (shipped / "m.oof.h5").is_file()
 
+    # a distilled student CV: same folds, each fold seeded from and distilled against that fold's teacher
+    student_yaml = tmp_path / "student.yaml"
+    student_yaml.write_text(yaml.safe_dump({
+        "extends": "tiny.yaml", "name": "tiny_student",
+        "model": {"overrides": {"depth": 1, "head_depth": 1, "img_size": 64}},
+        "distill": {"teacher_run": str(cv)}}), encoding="utf-8")
+    st = tmp_path / "student"
+    assert main(["cv", str(student_yaml), "--out", str(st)]) == 0
+    assert json.loads((st / "folds.json").read_text()) == json.loads((cv / "folds.json").read_text())
+    sb = load_bundle(st / "tiny_student.dmvb").model_config
+    assert (sb.depth, sb.head_depth, sb.img_size) == (1, 1, 64)
+    (tmp_path / "nowhere").mkdir()
+    assert main(["cv", str(student_yaml), "--out", str(tmp_path / "st2"),
+                 "--set", f"distill.teacher_run={tmp_path / 'nowhere'}"]) != 0
+
     assert main(["lr-find", str(cfg), "--out", str(tmp_path / "lr"), "--steps", "4"]) == 0
     assert (tmp_path / "lr" / "lr_find.png").is_file()
 

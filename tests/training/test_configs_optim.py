@@ -10,7 +10,7 @@ from trainhelp import REPO
 
 from engine.models import TABLE1_ROWS, create_model, model_config
 from training.config import ConfigError, OptimConfig, load_config
-from training.distill import default_keep_blocks, make_student
+from training.distill import default_keep_blocks, make_student, seed_student
 from training.optim import build_optimizer, build_scheduler
 
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "data" not in p.parts)
@@ -70,3 +70,30 @@ def test_student_keeps_chosen_blocks_with_copied_weights() -> None:
     t, s = teacher.state_dict(), student.state_dict()
     assert torch.equal(s["backbone.blocks.1.attn.qkv.weight"], t["backbone.blocks.2.attn.qkv.weight"])
     assert torch.equal(s["head_fused.fc.weight"], t["head_fused.fc.weight"])
+
+
+def test_seeded_student_is_shallower_and_smaller_with_teacher_weights() -> None:
+    from engine.models import build_model
+
+    torch.manual_seed(0)
+    tcfg = model_config("dermimitformer_tiny", depth=2, head_depth=2)  # 96 px: a 6x6 token grid
+    teacher = build_model(tcfg).eval()
+    scfg = model_config("dermimitformer_tiny", depth=1, head_depth=1, img_size=64)  # 4x4
+    student = build_model(scfg).eval()
+    maps = seed_student(teacher, tcfg, student, scfg, keep_head_blocks=[1])
+    assert maps["backbone.blocks"] == [0] and maps["heads.disease.blocks"] == [1]
+    t, s = teacher.state_dict(), student.state_dict()
+    assert torch.equal(s["backbone.blocks.0.mlp.fc1.weight"], t["backbone.blocks.0.mlp.fc1.weight"])
+    assert torch.equal(s["heads.attributes.blocks.0.attn.qkv.weight"], t["heads.attributes.blocks.1.attn.qkv.weight"])
+    assert torch.equal(s["cim.d_from_b.q.weight"], t["cim.d_from_b.q.weight"])
+    assert s["backbone.pos_embed"].shape == (1, 17, t["backbone.pos_embed"].shape[-1])
+    assert torch.equal(s["backbone.pos_embed"][:, 0], t["backbone.pos_embed"][:, 0])  # class token's slot kept
+
+    # seeding a student of the teacher's own shape reproduces the teacher exactly
+    twin = build_model(tcfg).eval()
+    seed_student(teacher, tcfg, twin, tcfg, keep_blocks=[0, 1], keep_head_blocks=[0, 1])
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.equal(twin(x)["disease_fused"], teacher(x)["disease_fused"])
+    with pytest.raises(ValueError, match="keep_blocks"):
+        seed_student(teacher, tcfg, student, scfg, keep_blocks=[5])
