@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", type=Path, default=None, help="also evaluate this trained bundle")
     p.add_argument("--no-train", action="store_true", help="only evaluate --bundle; train no models")
 
+    p = sub.add_parser("robustness-cv", help="Table 5 on CV: each fold model of `cv` runs on clean/S&P/blur folds")
+    _common(p)
+    p.add_argument("--run", action="append", required=True, metavar="LABEL=RUN_DIR",
+                   help="a finished `cv` run and its train status, e.g. clean=runs/cpu_default_cv (repeatable)")
+    p.add_argument("--no-sweep", action="store_true", help="only the Table 5 levels, no severity sweep")
+
     p = sub.add_parser("export", help="bundle (+ ONNX) from a training checkpoint, or ONNX from a bundle")
     _common(p, config_required=False)
     p.add_argument("--checkpoint", type=Path, default=None, help="best.pt / last.pt of a run (needs the config)")
@@ -235,6 +241,14 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_robustness_cv(args: argparse.Namespace) -> int:
+    from training.robustness import run_robustness_cv
+
+    runs = {label: Path(run) for label, run in _pairs(args.run, "--run")}
+    run_robustness_cv(_config(args), runs, out=args.out, root=args.data_root, sweep=not args.no_sweep, log=_log)
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from training.run import run_export
 
@@ -250,6 +264,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"pack": _cmd_pack, "train": _cmd_train, "cv": _cmd_cv, "lr-find": _cmd_lr_find,
              "distill": _cmd_distill, "evaluate": _cmd_evaluate, "robustness": _cmd_robustness,
+             "robustness-cv": _cmd_robustness_cv,
              "export": _cmd_export, "ship": _cmd_ship}
 
 

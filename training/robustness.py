@@ -28,9 +28,17 @@ from training.config import ExperimentConfig
 from training.data.pack import PackData
 from training.data.splits import grouped_holdout
 from training.evaluate import Predictions, predict
-from training.run import ensure_pack, export_model, fit, make_dataset, make_run_dir
+from training.run import ensure_pack, export_model, fit, load_fold_model, load_folds, make_dataset, make_run_dir
 
-__all__ = ["CorruptionResult", "evaluate_robustness", "flip_rate", "run_robustness", "table5_markdown"]
+__all__ = [
+    "CorruptionResult",
+    "evaluate_robustness",
+    "flip_rate",
+    "run_robustness",
+    "run_robustness_cv",
+    "table5_cv_markdown",
+    "table5_markdown",
+]
 
 
 @dataclass
@@ -163,3 +171,75 @@ def run_robustness(cfg: ExperimentConfig, *, bundle: str | Path | None = None, o
     _sweep_plot(results, run_dir / "severity_sweep.png")
     log("\n" + table)
     return run_dir
+
+
+def table5_cv_markdown(results: list[CorruptionResult], cfg: ExperimentConfig) -> str:
+    """Table 5 over CV folds: mean ± std (over folds) of each train status x test status cell."""
+    table_tests = ["clean"] + [f"{c}@{cfg.robustness.table_levels.get(c, 3)}" for c in cfg.robustness.corruptions]
+    lines = ["| Train status | Test status | Top-1 Acc. (%) | BMA (%) | Flip rate (%) | Folds |",
+             "|---|---|---|---|---|---|"]
+    trains = list(dict.fromkeys(r.train for r in results))
+    for train in trains:
+        for test in table_tests:
+            cell = [r for r in results if r.train == train and r.test == test]
+            if not cell:
+                continue
+
+            def ms(v: list[float]) -> str:
+                return f"{100 * np.mean(v):.1f} ± {100 * np.std(v, ddof=1) if len(v) > 1 else 0.0:.1f}"
+
+            lines.append(f"| {train} | {test} | {ms([r.accuracy for r in cell])} | {ms([r.bma for r in cell])} "
+                         f"| {ms([r.flip_rate for r in cell])} | {len(cell)} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_robustness_cv(cfg: ExperimentConfig, runs: dict[str, Path], *, out: str | Path | None = None,
+                      root: str | Path | None = None, sweep: bool = True, log: Any = print) -> Path:
+    """Table 5 on cross-validation: each fold model of each `cv` run in ``runs`` (label -> run folder, e.g.
+    trained clean / trained on corrupted data, all on the same folds) is tested on clean and corrupted
+    copies of its own held-out fold; cells are mean ± std over folds."""
+    if not runs:
+        raise ValueError("name at least one `cv` run")
+    data = ensure_pack(cfg, root, log)
+    folds = None
+    for label, run in runs.items():
+        if not (run / "folds.json").is_file():
+            raise FileNotFoundError(f"{run}: not a `cv` run folder (no folds.json) for {label!r}")
+        these = load_folds(run / "folds.json", data)
+        if folds is not None and these.to_dict() != folds.to_dict():
+            raise ValueError(f"{run}: its folds differ from the other runs'; Table 5 needs the same folds")
+        folds = these
+    assert folds is not None
+    run_dir = make_run_dir(cfg, out, "-robustness-cv")
+    results: list[CorruptionResult] = []
+    for label, run in runs.items():
+        for f in range(folds.k):
+            log(f"{label}: fold {f + 1}/{folds.k}")
+            model, mcfg = load_fold_model(run / f"fold{f}", data.taxonomy)
+            te = folds.test_indices(f)
+            results += evaluate_robustness(model, mcfg, cfg, data, te, run_dir / label.replace(" ", "_") / f"fold{f}",
+                                           train_label=label, sweep=sweep)
+    with (run_dir / "robustness.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["train", "test", "accuracy", "bma", "flip_rate", "n"])
+        w.writerows([r.train, r.test, r.accuracy, r.bma, r.flip_rate, r.n] for r in results)
+    table = table5_cv_markdown(results, cfg)
+    (run_dir / "table5.md").write_text(table, encoding="utf-8")
+    (run_dir / "robustness.json").write_text(
+        json.dumps({"runs": {k: str(v) for k, v in runs.items()}, "results": [r.__dict__ for r in results]}, indent=1),
+        encoding="utf-8")
+    if sweep:
+        _sweep_plot(_fold_means(results), run_dir / "severity_sweep.png")
+    log("\n" + table)
+    return run_dir
+
+
+def _fold_means(results: list[CorruptionResult]) -> list[CorruptionResult]:
+    keys = list(dict.fromkeys((r.train, r.test) for r in results))
+    out = []
+    for train, test in keys:
+        cell = [r for r in results if r.train == train and r.test == test]
+        out.append(CorruptionResult(train, test, float(np.mean([r.accuracy for r in cell])),
+                                    float(np.mean([r.bma for r in cell])),
+                                    float(np.mean([r.flip_rate for r in cell])), sum(r.n for r in cell)))
+    return out

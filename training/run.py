@@ -333,20 +333,27 @@ def run_cv(cfg: ExperimentConfig, *, out: str | Path | None = None, root: str | 
     return run_dir
 
 
+def load_fold_model(fold_dir: Path, taxonomy: Taxonomy) -> tuple[nn.Module, ModelConfig]:
+    """The model a finished fold (or ``final``) of a `cv` run trained, rebuilt from the run's config."""
+    ckpt = fold_dir / "last.pt"
+    if not ckpt.is_file():
+        raise ConfigError(f"{ckpt}: no checkpoint ({fold_dir.parent} must be a finished `cv` run)")
+    cfg = load_config(fold_dir.parent / "config.yaml")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if state.get("epoch") != cfg.train.epochs:
+        raise ConfigError(f"{ckpt}: training stopped at epoch {state.get('epoch')} of {cfg.train.epochs}; "
+                          "let the run finish (or resume it) first")
+    model, mcfg = build_model_from_config(cfg, taxonomy)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+    return model.eval(), mcfg
+
+
 def _student_kwargs(cfg: ExperimentConfig, data: PackData, teacher_dir: Path, log: Log) -> dict[str, Any]:
     """A student seeded from, and distilled against, the teacher that ``teacher_dir`` (a fold of a `cv` run) holds."""
     from training.distill import DistillLoss, seed_student
 
+    teacher, t_mcfg = load_fold_model(teacher_dir, data.taxonomy)
     ckpt = teacher_dir / "last.pt"
-    if not ckpt.is_file():
-        raise ConfigError(f"{ckpt}: no teacher checkpoint (distill.teacher_run must be a finished `cv` run)")
-    tcfg = load_config(teacher_dir.parent / "config.yaml")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    if state.get("epoch") != tcfg.train.epochs:
-        raise ConfigError(f"{ckpt}: the teacher stopped at epoch {state.get('epoch')} of {tcfg.train.epochs}; "
-                          "let its run finish (or resume it) before distilling")
-    teacher, t_mcfg = build_model_from_config(tcfg, data.taxonomy)
-    teacher.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
     student, s_mcfg = build_model_from_config(cfg, data.taxonomy)
     maps = seed_student(teacher, t_mcfg, student, s_mcfg, keep_blocks=cfg.distill.keep_blocks,
                         keep_head_blocks=cfg.distill.keep_head_blocks)

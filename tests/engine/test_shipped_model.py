@@ -1,4 +1,4 @@
-"""The bundled default model on the real full-resolution originals of PAD-UFES-20."""
+"""The bundled models (the default and its distilled student) on the real full-resolution originals of PAD-UFES-20."""
 
 from __future__ import annotations
 
@@ -9,11 +9,19 @@ import pytest
 from engine.bundle import load_bundle
 from engine.inference import Predictor
 from engine.taxonomy import load_taxonomy
-from resources import default_model_path
+from resources import default_model_path, resource_path
+
+SHIPPED = sorted(resource_path("models").glob("*.dmvb"))
 
 
-def test_shipped_bundle_predicts_the_originals(data_dir: Path):
-    bundle = load_bundle(default_model_path())
+def test_the_default_is_among_the_shipped_bundles():
+    assert default_model_path() in SHIPPED
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_bundle_predicts_the_originals(data_dir: Path, path: Path):
+    bundle = load_bundle(path)
+    assert not bundle.untrained
     assert bundle.taxonomy == load_taxonomy("pad_ufes_20")
     assert bundle.path is not None and bundle.path.stat().st_size <= 50 * 1024 * 1024
     originals = sorted((data_dir / "originals").glob("*.png"))

@@ -125,6 +125,16 @@ def test_every_command_end_to_end(tmp_path: Path, tiny_pack: PackData) -> None:
     assert json.loads((st / "folds.json").read_text()) == json.loads((cv / "folds.json").read_text())
     sb = load_bundle(st / "tiny_student.dmvb").model_config
     assert (sb.depth, sb.head_depth, sb.img_size) == (1, 1, 64)
+    # Table 5 on the folds: both runs' fold models on clean and corrupted copies of their own test folds
+    rcv = tmp_path / "robust_cv"
+    assert main(["robustness-cv", str(cfg), "--run", f"clean={cv}", "--run", f"student={st}", "--no-sweep",
+                 "--out", str(rcv)]) == 0
+    t5 = (rcv / "table5.md").read_text()
+    assert "| clean | salt_and_pepper@5 |" in t5 and "| student | gaussian_blur@3 |" in t5 and "| 2 |" in t5
+    rows = json.loads((rcv / "robustness.json").read_text())["results"]
+    assert len(rows) == 2 * 2 * 3
+    assert sum(r["n"] for r in rows if r["train"] == "clean" and r["test"] == "clean") == len(tiny_pack)
+    assert main(["robustness-cv", str(cfg), "--run", f"clean={tmp_path}"]) == 2
     (tmp_path / "nowhere").mkdir()
     assert main(["cv", str(student_yaml), "--out", str(tmp_path / "st2"),
                  "--set", f"distill.teacher_run={tmp_path / 'nowhere'}"]) != 0

@@ -6,6 +6,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 from engine.bundle import load_bundle
 from resources import default_model_path, resource_path
@@ -21,15 +22,23 @@ def _fold_value(fold: dict, dotted: str) -> float | None:
     return None if cur is None else float(cur)
 
 
-def test_default_card_matches_its_runs_metrics_file():
-    bundle = load_bundle(default_model_path())
-    card_path = resource_path("models", "default.md")
+CARDS = sorted(p.stem for p in resource_path("models").glob("*.dmvb"))
+
+
+def test_the_default_model_has_a_card():
+    assert default_model_path().stem in CARDS
+
+
+@pytest.mark.parametrize("name", CARDS)
+def test_card_matches_its_runs_metrics_file(name: str):
+    bundle = load_bundle(resource_path("models", f"{name}.dmvb"))
+    card_path = resource_path("models", f"{name}.md")
     if bundle.untrained:
         # a placeholder must not come with a card that claims figures
         assert not card_path.exists()
         return
     card = card_path.read_text(encoding="utf-8")
-    metrics = json.loads(resource_path("models", "default.cv.json").read_text(encoding="utf-8"))
+    metrics = json.loads(resource_path("models", f"{name}.cv.json").read_text(encoding="utf-8"))
     run = bundle.provenance["run"]
     assert f"Run: `{run}`" in card
     folds = metrics["folds"]
