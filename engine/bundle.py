@@ -23,7 +23,15 @@ from engine.models.config import ModelConfig
 from engine.preprocess import PreprocessConfig
 from engine.taxonomy import Taxonomy
 
-__all__ = ["BUNDLE_SUFFIX", "SCHEMA_VERSION", "Bundle", "bundle_from_header", "load_bundle", "save_bundle"]
+__all__ = [
+    "BUNDLE_SUFFIX",
+    "SCHEMA_VERSION",
+    "Bundle",
+    "bundle_from_header",
+    "load_bundle",
+    "read_bundle_header",
+    "save_bundle",
+]
 
 SCHEMA_VERSION = 1
 BUNDLE_SUFFIX = ".dmvb"
@@ -179,6 +187,31 @@ def load_bundle(path: str | Path) -> Bundle:
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise BundleError(f"weights cannot be decoded: {exc}", path) from exc
     return bundle_from_header(header, tensors, path)
+
+
+def read_bundle_header(path: str | Path) -> Bundle:
+    """The bundle described by ``path``'s header, without its weights (``state_dict`` is empty).
+
+    safetensors parses and bounds-checks the header only; the config is validated by the engine's
+    :func:`~engine.bundle.bundle_from_header`. Every failure is a :class:`BundleError` naming the file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise BundleError(f"cannot read the bundle header: {exc}", path) from exc
+    if _META_KEY not in meta:
+        raise BundleError("safetensors file without a DermViewer config (not a bundle)", path)
+    try:
+        header = json.loads(meta[_META_KEY])
+    except json.JSONDecodeError as exc:
+        raise BundleError("bundle config is not valid JSON", path) from exc
+    if not isinstance(header, dict):
+        raise BundleError("bundle config is not a JSON object", path)
+    return bundle_from_header(header, {}, path)
 
 
 def bundle_from_header(

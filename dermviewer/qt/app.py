@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QApplication
 
 from dermviewer.qt.main_window import MainWindow
 from dermviewer.state.app_state import AppState
+from dermviewer.state.model import resolve_model_choice
 from dermviewer.state.settings import Settings
 
 __all__ = ["create_window", "preload_lazy_imports", "run"]
@@ -33,11 +34,15 @@ def preload_lazy_imports(onnx: bool = False) -> None:
 
 def create_window(photos: Sequence[str | Path] = (), model: str | Path | None = None,
                   settings: Settings | None = None) -> MainWindow:
-    """A ready window: the model starts loading in a worker and the photos are queued behind it."""
+    """A ready window: the model starts loading in a worker and the photos are queued behind it.
+
+    ``model`` is a file or a bundled model's name (``"student"``); an unknown one raises ``BundleError``.
+    A remembered model that has since disappeared falls back to the default bundle.
+    """
     import resources
 
     state = AppState(settings if settings is not None else Settings.load())
-    model_path = model or state.settings.model_path
+    model_path = resolve_model_choice(model) if model else state.settings.model_path
     if not model_path or not Path(model_path).exists():
         model_path = resources.default_model_path()
     preload_lazy_imports(onnx=state.settings.backend == "onnx" or str(model_path).endswith(".onnx"))

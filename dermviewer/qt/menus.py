@@ -16,13 +16,14 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QToolBar
 from dermviewer.qt.dialogs import ModelInfoDialog, PreferencesDialog
 from dermviewer.qt.report_pdf import write_report_pdf
 from dermviewer.state.app_state import Mode
+from dermviewer.state.model import shipped_models
 from dermviewer.state.overlays import LSM_HEADS, OverlayKind
 from dermviewer.state.report import ReportContent, compose_overlays
 
 if TYPE_CHECKING:
     from dermviewer.qt.main_window import MainWindow
 
-__all__ = ["build_menus", "export_report"]
+__all__ = ["build_menus", "export_report", "load_model_file"]
 
 Keys = QKeySequence | str | list[QKeySequence | str]
 
@@ -87,6 +88,10 @@ def build_menus(win: MainWindow) -> dict[str, QAction]:
 
     m = mb.addMenu("&Model")
     acts["open_model"] = _action(win, m, "&Open model (bundle or ONNX)…", lambda: open_model_dialog(win), "Ctrl+M")
+    bundled = m.addMenu("&Bundled models")
+    bundled.setObjectName("bundled_models_menu")
+    for stem, a in _bundled_model_actions(win, bundled).items():
+        acts[f"bundled_model_{stem}"] = a
     acts["model_info"] = _action(win, m, "Model &information…", lambda: show_model_info(win), "Ctrl+I")
     acts["preferences"] = _action(win, m, "&Preferences…", lambda: show_preferences(win),
                                   QKeySequence.StandardKey.Preferences)
@@ -122,13 +127,55 @@ def build_menus(win: MainWindow) -> dict[str, QAction]:
     return acts
 
 
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _bundled_model_actions(win: MainWindow, menu: QMenu) -> dict[str, QAction]:
+    """One checkable entry per bundle in ``resources/models``; the check follows the model actually loaded
+    (set when ``model_changed`` fires), so a load that fails leaves it on the model still in use."""
+    group = QActionGroup(win)
+    group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)  # none checked for other files
+    actions: dict[str, QAction] = {}
+
+    def sync() -> None:
+        info = win.state.model.info
+        for a in group.actions():
+            a.setChecked(info is not None and bool(info.path) and _same_file(a.data(), info.path))
+
+    def choose(path: Path) -> None:
+        sync()  # undo the check Qt set on click until the new model has loaded
+        load_model_file(win, path)
+
+    for model in shipped_models():
+        a = QAction(model.label, win)
+        a.setCheckable(True)
+        a.setData(str(model.path))
+        a.setObjectName(f"bundled_model_{model.stem}")
+        a.setToolTip(str(model.path))
+        a.triggered.connect(lambda _checked=False, p=model.path: choose(p))
+        group.addAction(a)
+        menu.addAction(a)
+        actions[model.stem] = a
+    if not actions:
+        menu.addAction("(none found)").setEnabled(False)
+    win.state.model_changed.connect(sync)
+    sync()
+    return actions
+
+
+def load_model_file(win: MainWindow, path: str | Path) -> None:
+    """Load a model chosen in the app (file dialog or bundled-models menu) in the background."""
+    from dermviewer.qt.app import preload_lazy_imports
+
+    preload_lazy_imports(onnx=str(path).endswith(".onnx") or win.state.settings.backend == "onnx")
+    win.controller.load_model(path)
+
+
 def open_model_dialog(win: MainWindow) -> None:
     path, _ = QFileDialog.getOpenFileName(win, "Open model", "", "Models (*.dmvb *.onnx);;All files (*)")
     if path:
-        from dermviewer.qt.app import preload_lazy_imports
-
-        preload_lazy_imports(onnx=path.endswith(".onnx") or win.state.settings.backend == "onnx")
-        win.controller.load_model(path)
+        load_model_file(win, path)
 
 
 def show_model_info(win: MainWindow) -> None:

@@ -3,20 +3,31 @@
 Loading takes seconds (torch import, weight assignment), so :meth:`ModelHost.load` is meant to run in a
 worker; everything else reads what it left behind. An ONNX file is opened with the
 configuration it embeds (``engine.export.onnx_predictor``); Grad-CAM then needs the torch bundle.
+
+:func:`shipped_models` lists the bundles in ``resources/models`` for the Model menu and ``--model <stem>``;
+it reads only each file's JSON header, so listing stays instant however large the weights are.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.bundle import Bundle, load_bundle
+from engine.bundle import BUNDLE_SUFFIX, Bundle, load_bundle, read_bundle_header
 from engine.errors import BundleError
 from engine.inference import Predictor
 
-__all__ = ["ModelHost", "ModelInfo", "model_card_text"]
+__all__ = ["ModelHost", "ModelInfo", "ShippedModel", "model_card_text",
+           "resolve_model_choice", "shipped_models"]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_STEM = "default"
+# Menu wording for the bundles we ship on purpose; any other bundle dropped in the folder shows its stem.
+_KNOWN_LABELS = {DEFAULT_STEM: "Default", "student": "Student, faster"}
 
 
 def model_card_text(bundle: Bundle) -> str | None:
@@ -129,3 +140,59 @@ class ModelHost:
                                       p.bundle.path)
                 self._explain_model = p.bundle.build_model(p.device if p.backend_name == "torch" else "cpu")
             return self._explain_model
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A bundle in ``resources/models``: its file, the stem ``--model`` accepts, and its menu label."""
+
+    path: Path
+    stem: str
+    name: str
+    label: str
+
+
+def _models_dir() -> Path:
+    import resources
+
+    return resources.resource_path("models")
+
+
+def shipped_models() -> list[ShippedModel]:
+    """The bundles shipped with the app: default, student, then any others by stem.
+
+    A bundle whose header cannot be read is left out (and logged): one broken file must not take the
+    Model menu or the command line down with it. Loading it by path still reports the full reason.
+    """
+    folder = _models_dir()
+    if not folder.is_dir():
+        return []
+    found = []
+    order = list(_KNOWN_LABELS)
+    for path in sorted(folder.glob(f"*{BUNDLE_SUFFIX}"),
+                       key=lambda p: (order.index(p.stem) if p.stem in order else len(order), p.stem)):
+        try:
+            bundle = read_bundle_header(path)
+        except BundleError as exc:
+            _log.warning("skipping bundled model: %s", exc)
+            continue
+        prefix = _KNOWN_LABELS.get(path.stem)
+        label = f"{prefix} — {bundle.name}" if prefix else path.stem
+        found.append(ShippedModel(path=path, stem=path.stem, name=bundle.name, label=label))
+    return found
+
+
+def resolve_model_choice(value: str | Path) -> Path:
+    """What ``--model`` names: an existing file, else the stem of a shipped bundle (``student``).
+
+    Raises :class:`BundleError` naming the value and the shipped stems when it is neither.
+    """
+    path = Path(value)
+    if path.is_file():
+        return path
+    models = shipped_models()
+    for m in models:
+        if m.stem == str(value):
+            return m.path
+    names = ", ".join(m.stem for m in models) or "none found"
+    raise BundleError(f"{str(value)!r} is neither a model file nor a bundled model name (bundled: {names})")
