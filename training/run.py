@@ -352,8 +352,16 @@ def _student_kwargs(cfg: ExperimentConfig, data: PackData, teacher_dir: Path, lo
     """A student seeded from, and distilled against, the teacher that ``teacher_dir`` (a fold of a `cv` run) holds."""
     from training.distill import DistillLoss, seed_student
 
-    teacher, t_mcfg = load_fold_model(teacher_dir, data.taxonomy)
     ckpt = teacher_dir / "last.pt"
+    if cfg.distill.wait_for_teacher:  # run behind a teacher run that is still training, fold by fold
+        epochs = load_config(teacher_dir.parent / "config.yaml").train.epochs
+        said = False
+        while not ckpt.is_file() or torch.load(ckpt, map_location="cpu", weights_only=False).get("epoch") != epochs:
+            if not said:
+                log(f"waiting for the teacher's {teacher_dir.name} to finish ({ckpt})")
+                said = True
+            time.sleep(30)
+    teacher, t_mcfg = load_fold_model(teacher_dir, data.taxonomy)
     student, s_mcfg = build_model_from_config(cfg, data.taxonomy)
     maps = seed_student(teacher, t_mcfg, student, s_mcfg, keep_blocks=cfg.distill.keep_blocks,
                         keep_head_blocks=cfg.distill.keep_head_blocks)
