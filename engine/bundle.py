@@ -166,13 +166,7 @@ def load_bundle(path: str | Path) -> Bundle:
     except OSError as exc:
         raise BundleError(f"cannot read: {exc.strerror}", path) from exc
     raw_header, data = _split(blob, path)
-    meta = raw_header.get("__metadata__") or {}
-    if _META_KEY not in meta:
-        raise BundleError("safetensors file without a DermViewer config (not a bundle)", path)
-    try:
-        header = json.loads(meta[_META_KEY])
-    except json.JSONDecodeError as exc:
-        raise BundleError("bundle config is not valid JSON", path) from exc
+    header = _config_of(raw_header.get("__metadata__") or {}, path)
     version = header.get("schema_version")
     if version != SCHEMA_VERSION:
         raise BundleError(f"schema version {version!r} is not supported (this build reads {SCHEMA_VERSION})", path)
@@ -203,6 +197,11 @@ def read_bundle_header(path: str | Path) -> Bundle:
             meta = f.metadata() or {}
     except (SafetensorError, OSError) as exc:
         raise BundleError(f"cannot read the bundle header: {exc}", path) from exc
+    return bundle_from_header(_config_of(meta, path), {}, path)
+
+
+def _config_of(meta: dict[str, str], path: Path | None) -> dict[str, Any]:
+    """The DermViewer config JSON stored in a safetensors file's ``__metadata__``."""
     if _META_KEY not in meta:
         raise BundleError("safetensors file without a DermViewer config (not a bundle)", path)
     try:
@@ -211,7 +210,7 @@ def read_bundle_header(path: str | Path) -> Bundle:
         raise BundleError("bundle config is not valid JSON", path) from exc
     if not isinstance(header, dict):
         raise BundleError("bundle config is not a JSON object", path)
-    return bundle_from_header(header, {}, path)
+    return header
 
 
 def bundle_from_header(

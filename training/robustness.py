@@ -132,6 +132,13 @@ def _sweep_plot(results: list[CorruptionResult], path: Path) -> Path:
     return path
 
 
+def _write_csv(results: list[CorruptionResult], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["train", "test", "accuracy", "bma", "flip_rate", "n"])
+        w.writerows([r.train, r.test, r.accuracy, r.bma, r.flip_rate, r.n] for r in results)
+
+
 def run_robustness(cfg: ExperimentConfig, *, bundle: str | Path | None = None, out: str | Path | None = None,
                    root: str | Path | None = None, train_models: bool = True, log: Any = print) -> Path:
     """Table 5. With ``bundle``: evaluate that model (train status "clean"); with ``train_models``: fit a
@@ -161,10 +168,7 @@ def run_robustness(cfg: ExperimentConfig, *, bundle: str | Path | None = None, o
             results += evaluate_robustness(fo.model, fo.model_config, cfg, data, te,
                                            run_dir / label.replace(" ", "_"), train_label=label)
             export_model(fo.model, fo.model_config, c, data.taxonomy, run_dir / label.replace(" ", "_"), log=log)
-    with (run_dir / "robustness.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["train", "test", "accuracy", "bma", "flip_rate", "n"])
-        w.writerows([r.train, r.test, r.accuracy, r.bma, r.flip_rate, r.n] for r in results)
+    _write_csv(results, run_dir / "robustness.csv")
     table = table5_markdown(results, cfg)
     (run_dir / "table5.md").write_text(table, encoding="utf-8")
     (run_dir / "robustness.json").write_text(json.dumps([r.__dict__ for r in results], indent=1), encoding="utf-8")
@@ -219,10 +223,7 @@ def run_robustness_cv(cfg: ExperimentConfig, runs: dict[str, Path], *, out: str 
             te = folds.test_indices(f)
             results += evaluate_robustness(model, mcfg, cfg, data, te, run_dir / label.replace(" ", "_") / f"fold{f}",
                                            train_label=label, sweep=sweep)
-    with (run_dir / "robustness.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["train", "test", "accuracy", "bma", "flip_rate", "n"])
-        w.writerows([r.train, r.test, r.accuracy, r.bma, r.flip_rate, r.n] for r in results)
+    _write_csv(results, run_dir / "robustness.csv")
     table = table5_cv_markdown(results, cfg)
     (run_dir / "table5.md").write_text(table, encoding="utf-8")
     (run_dir / "robustness.json").write_text(
