@@ -333,8 +333,25 @@ def run_cv(cfg: ExperimentConfig, *, out: str | Path | None = None, root: str | 
     return run_dir
 
 
-def load_fold_model(fold_dir: Path, taxonomy: Taxonomy) -> tuple[nn.Module, ModelConfig]:
-    """The model a finished fold (or ``final``) of a `cv` run trained, rebuilt from the run's config."""
+def load_fold_model(fold_dir: Path, taxonomy: Taxonomy, *, wait: bool = False,
+                    log: Log = print) -> tuple[nn.Module, ModelConfig]:
+    """The model a finished fold (or ``final``) of a `cv` run trained, rebuilt from the run's config.
+
+    With ``wait``, a fold still training is polled every 30 s until it finishes instead of refused."""
+    said = False
+    while True:
+        try:
+            return _load_finished_fold(fold_dir, taxonomy)
+        except ConfigError:
+            if not wait:
+                raise
+            if not said:
+                log(f"waiting for the teacher's {fold_dir.name} to finish ({fold_dir / 'last.pt'})")
+                said = True
+            time.sleep(30)
+
+
+def _load_finished_fold(fold_dir: Path, taxonomy: Taxonomy) -> tuple[nn.Module, ModelConfig]:
     ckpt = fold_dir / "last.pt"
     if not ckpt.is_file():
         raise ConfigError(f"{ckpt}: no checkpoint ({fold_dir.parent} must be a finished `cv` run)")
@@ -352,20 +369,12 @@ def _student_kwargs(cfg: ExperimentConfig, data: PackData, teacher_dir: Path, lo
     """A student seeded from, and distilled against, the teacher that ``teacher_dir`` (a fold of a `cv` run) holds."""
     from training.distill import DistillLoss, seed_student
 
-    ckpt = teacher_dir / "last.pt"
-    if cfg.distill.wait_for_teacher:  # run behind a teacher run that is still training, fold by fold
-        epochs = load_config(teacher_dir.parent / "config.yaml").train.epochs
-        said = False
-        while not ckpt.is_file() or torch.load(ckpt, map_location="cpu", weights_only=False).get("epoch") != epochs:
-            if not said:
-                log(f"waiting for the teacher's {teacher_dir.name} to finish ({ckpt})")
-                said = True
-            time.sleep(30)
-    teacher, t_mcfg = load_fold_model(teacher_dir, data.taxonomy)
+    # with wait_for_teacher the student runs behind a teacher run that is still training, fold by fold
+    teacher, t_mcfg = load_fold_model(teacher_dir, data.taxonomy, wait=cfg.distill.wait_for_teacher, log=log)
     student, s_mcfg = build_model_from_config(cfg, data.taxonomy)
     maps = seed_student(teacher, t_mcfg, student, s_mcfg, keep_blocks=cfg.distill.keep_blocks,
                         keep_head_blocks=cfg.distill.keep_head_blocks)
-    log(f"student seeded from {ckpt} (blocks {maps})")
+    log(f"student seeded from {teacher_dir / 'last.pt'} (blocks {maps})")
     return {"model": student, "mcfg": s_mcfg,
             "extra_loss": DistillLoss(teacher, cfg.distill, teacher_size=t_mcfg.img_size)}
 
