@@ -35,13 +35,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _make_predictor(args: argparse.Namespace) -> Any:
-    from engine.inference import Predictor
+    from engine.inference import Predictor, onnx_predictor
     from resources import default_model_path
 
     model = args.model or default_model_path()
     if model.suffix == ".onnx":
-        from engine.export import onnx_predictor
-
         return onnx_predictor(model, device=args.device)
     return Predictor(model, device=args.device, backend=args.backend or "torch")
 

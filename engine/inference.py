@@ -1,7 +1,10 @@
 """``Predictor``: a bundle + a device + a backend -> :class:`~engine.prediction.Prediction` per photo.
 
-Backends share one preprocessing function and return the same named numpy outputs, so the
-torch path and the ONNX Runtime path are interchangeable behind ``predict``.
+Backends (one module per runtime in :mod:`engine.backends`) share one preprocessing function and
+return the same named numpy outputs, so the torch path and the ONNX Runtime path are interchangeable
+behind ``predict``. This module imports ``engine.export`` only to export a bundle in memory when the
+ONNX backend is asked for and no ``.onnx`` file sits beside the bundle; ``engine.export`` never
+imports this module.
 """
 
 from __future__ import annotations
@@ -10,18 +13,20 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
+from engine.backends import Backend
+from engine.backends.torch_backend import TorchBackend
 from engine.bundle import Bundle, load_bundle
 from engine.errors import DermViewerError, ModelConfigError
 from engine.imageio import load_image
 from engine.prediction import Prediction, decode_outputs
 from engine.preprocess import preprocess_batch
 
-__all__ = ["Backend", "PredictProgress", "Predictor", "TorchBackend", "resolve_device"]
+__all__ = ["Backend", "PredictProgress", "Predictor", "TorchBackend", "onnx_predictor", "resolve_device"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -32,25 +37,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ModelConfigError(f"device must be auto, cpu or cuda, got {device!r}")
     return torch.device(device)
-
-
-class Backend(Protocol):
-    name: str
-
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
-
-
-class TorchBackend:
-    name = "torch"
-
-    def __init__(self, bundle: Bundle, device: torch.device) -> None:
-        self.device = device
-        self.model = bundle.build_model(device)
-
-    @torch.inference_mode()
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.model(torch.from_numpy(batch).to(self.device))
-        return {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in out.items()}
 
 
 @dataclass(frozen=True)
@@ -73,9 +59,7 @@ class Predictor:
         if backend == "torch":
             self.backend = TorchBackend(self.bundle, self.device)
         elif backend == "onnx":
-            from engine.export import OnnxBackend
-
-            self.backend = OnnxBackend.from_bundle(self.bundle, device=self.device)
+            self.backend = _onnx_backend_for(self.bundle, self.device)
         else:
             raise ModelConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
 
@@ -156,3 +140,22 @@ class Predictor:
             if len(pending) >= batch_size:
                 yield from flush()
         yield from flush()
+
+
+def _onnx_backend_for(bundle: Bundle, device: torch.device) -> Backend:
+    from engine.backends.onnx_backend import OnnxBackend
+
+    backend = OnnxBackend.from_bundle_file(bundle, device=device)
+    if backend is None:  # no .onnx file with this bundle: export its weights in memory
+        from engine.export.onnx_export import export_onnx_bytes
+
+        backend = OnnxBackend(export_onnx_bytes(bundle), device)
+    return backend
+
+
+def onnx_predictor(path: str | Path, device: str = "auto") -> Predictor:
+    """A :class:`Predictor` for a DermViewer ``.onnx`` file alone (no bundle, no torch weights)."""
+    from engine.backends.onnx_backend import OnnxBackend
+
+    backend = OnnxBackend(path, device)
+    return Predictor.from_backend(backend.bundle, backend, device=backend.device)

@@ -2,7 +2,7 @@
 
 Loading takes seconds (torch import, weight assignment), so :meth:`ModelHost.load` is meant to run in a
 worker; everything else reads what it left behind. An ONNX file is opened with the
-configuration it embeds (``engine.export.onnx_predictor``); Grad-CAM then needs the torch bundle.
+configuration it embeds (``engine.inference.onnx_predictor``); Grad-CAM then needs the torch bundle.
 
 :func:`shipped_models` lists the bundles in ``resources/models`` for the Model menu and ``--model <stem>``;
 it reads only each file's JSON header, so listing stays instant however large the weights are.
@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.bundle import BUNDLE_SUFFIX, Bundle, load_bundle, read_bundle_header
 from engine.errors import BundleError
-from engine.inference import Predictor
+from engine.inference import Predictor, onnx_predictor
 
 __all__ = ["ModelHost", "ModelInfo", "ShippedModel", "model_card_text",
            "resolve_model_choice", "shipped_models"]
@@ -112,8 +112,6 @@ class ModelHost:
     def load(self, path: str | Path, device: str = "auto", backend: str = "torch") -> ModelInfo:
         path = Path(path)
         if path.suffix.lower() == ".onnx":
-            from engine.export import onnx_predictor
-
             predictor = onnx_predictor(path, device=device)
         else:
             predictor = Predictor(load_bundle(path), device=device, backend=backend)

@@ -1,9 +1,12 @@
-"""ONNX export of DermImitFormer bundles, the ONNX Runtime backend, parity checks and int8 quantisation.
+"""ONNX export of DermImitFormer bundles, parity checks and int8 quantisation.
 
-onnx and onnxruntime are imported only inside the functions that need them.
+The ONNX Runtime backend and the file reader live in :mod:`engine.backends.onnx_backend` (re-exported
+here); this package depends on them, never the reverse. A predictor for an ``.onnx`` file alone is
+:func:`engine.inference.onnx_predictor`. onnx and onnxruntime are imported only inside the functions
+that need them.
 """
 
-from engine.export.backend import OnnxBackend, OnnxFile, bundle_from_header, onnx_predictor, read_onnx
+from engine.backends.onnx_backend import OnnxBackend, OnnxFile, bundle_from_header, read_onnx
 from engine.export.onnx_export import (
     DEFAULT_OPSET,
     INPUT_NAME,
@@ -30,7 +33,6 @@ __all__ = [
     "expected_outputs",
     "export_onnx",
     "export_onnx_bytes",
-    "onnx_predictor",
     "probabilities",
     "quantize_int8",
     "read_onnx",

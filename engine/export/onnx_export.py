@@ -7,14 +7,12 @@ down-conversion fails on ``Pad`` and leaves opset 18) and logs a traceback doing
 1e-6 parity including ``topk``/``gather``. ``exporter="dynamo"`` stays available for when the
 TorchScript path is removed from torch.
 
-Integrity: ``dermviewer_sha256`` is a SHA-256 of the whole serialised model (graph, weights, opsets,
-the other metadata), so a flipped weight byte that protobuf and the checker would both accept, or a
-config pasted from another model, is caught on load.
+The file format (input name, metadata keys, expected outputs, checksums) is defined once in
+:mod:`engine.backends.onnx_format`, which the reader shares; the names are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import warnings
@@ -24,9 +22,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from engine.backends.onnx_format import (
+    INPUT_NAME,
+    META_BUNDLE,
+    META_PRECISION,
+    META_SHA256,
+    META_WEIGHTS_SHA256,
+    expected_outputs,
+    model_sha256,
+    weights_sha256,
+)
 from engine.bundle import Bundle, load_bundle
 from engine.errors import ExportError
-from engine.models.config import ModelConfig
 
 if TYPE_CHECKING:
     import onnx
@@ -47,52 +54,6 @@ __all__ = [
 ]
 
 DEFAULT_OPSET = 17
-INPUT_NAME = "input"
-META_BUNDLE = "dermviewer_bundle"
-META_SHA256 = "dermviewer_sha256"
-META_WEIGHTS_SHA256 = "dermviewer_weights_sha256"
-META_PRECISION = "dermviewer_precision"
-
-
-def expected_outputs(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    """Output name -> (shape without the batch axis, dtype), from a forward pass on the meta device.
-
-    The model itself is the single source of truth for which keys exist (heads, LSM, fusion).
-    """
-    from engine.models.registry import build_model
-
-    cfg = cfg.replace(pretrained=False, checkpoint_path=None)
-    with torch.device("meta"), torch.no_grad():
-        model = build_model(cfg).eval()
-        out = model(torch.empty(1, 3, cfg.img_size, cfg.img_size))
-    return {k: (tuple(v.shape[1:]), v.dtype) for k, v in out.items()}
-
-
-def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
-    """Fingerprint of the weights as the model runs them (fp32), independent of how they were stored."""
-    h = hashlib.sha256()
-    for k in sorted(state_dict):
-        t = state_dict[k].detach().cpu()
-        t = t.float() if t.is_floating_point() else t
-        h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.contiguous().numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def model_sha256(model: onnx.ModelProto) -> str:
-    """SHA-256 of the whole serialised model except the checksum entry itself: graph, weights, opsets
-    and the other metadata, so neither a flipped weight byte nor a swapped config goes unnoticed."""
-    props = model.metadata_props
-    idx = [i for i, p in enumerate(props) if p.key == META_SHA256]
-    saved = [(props[i].key, props[i].value) for i in idx]
-    for i in reversed(idx):
-        del props[i]
-    try:
-        return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
-    finally:
-        for key, value in saved:
-            entry = props.add()
-            entry.key, entry.value = key, value
 
 
 def stamp_metadata(model: onnx.ModelProto, header: dict[str, Any], weights: str, precision: str) -> None:

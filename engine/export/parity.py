@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.backends.onnx_backend import OnnxBackend
 from engine.bundle import Bundle, load_bundle
-from engine.export.backend import OnnxBackend
 from engine.imageio import load_image
 from engine.prediction import softmax
 from engine.preprocess import preprocess_batch

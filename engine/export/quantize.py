@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.backends.onnx_backend import OnnxBackend, read_onnx
 from engine.errors import ExportError
-from engine.export.backend import OnnxBackend, read_onnx
 from engine.export.onnx_export import META_WEIGHTS_SHA256, stamp_metadata
 from engine.export.parity import preprocessed_batches, probabilities, run_all, top1_agreement
 

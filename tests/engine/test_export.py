@@ -21,13 +21,12 @@ from engine.export import (
     OnnxBackend,
     check_parity,
     export_onnx,
-    onnx_predictor,
     quantize_int8,
     read_onnx,
 )
 from engine.export.onnx_export import stamp_metadata
 from engine.imageio import load_image
-from engine.inference import Predictor
+from engine.inference import Predictor, onnx_predictor
 
 
 @pytest.fixture(scope="module")

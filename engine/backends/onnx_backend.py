@@ -11,30 +11,26 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from engine.bundle import Bundle
-from engine.bundle import bundle_from_header as _bundle_from_header
-from engine.errors import ExportError
-from engine.export.onnx_export import (
+from engine.backends.onnx_format import (
     INPUT_NAME,
     META_BUNDLE,
     META_PRECISION,
     META_SHA256,
     META_WEIGHTS_SHA256,
     expected_outputs,
-    export_onnx_bytes,
     model_sha256,
     weights_sha256,
 )
+from engine.bundle import Bundle
+from engine.bundle import bundle_from_header as _bundle_from_header
+from engine.errors import ExportError
 
-if TYPE_CHECKING:
-    from engine.inference import Predictor
-
-__all__ = ["OnnxBackend", "OnnxFile", "bundle_from_header", "onnx_predictor", "read_onnx"]
+__all__ = ["OnnxBackend", "OnnxFile", "bundle_from_header", "read_onnx"]
 
 _DTYPES = {torch.float32: 1, torch.int64: 7}  # onnx.TensorProto.FLOAT / INT64
 
@@ -167,21 +163,25 @@ class OnnxBackend:
         self.img_size = self.bundle.model_config.img_size
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, device: str | torch.device = "cpu") -> OnnxBackend:
-        """The ONNX model of ``bundle``: the bundle itself if it is an ``.onnx`` file, else an ``.onnx`` next
-        to the bundle file if there is one (it must come from the same weights), else an in-memory export."""
-        if bundle.path is not None and bundle.path.suffix == ".onnx":
+    def from_bundle_file(cls, bundle: Bundle, device: str | torch.device = "cpu") -> OnnxBackend | None:
+        """The ONNX model stored with ``bundle``: the bundle itself if it is an ``.onnx`` file, else an
+        ``.onnx`` next to the bundle file, which must come from the same weights and config (a stale one
+        raises :class:`ExportError` rather than running other weights); ``None`` when there is no such file.
+        Exporting a bundle that has none is ``engine.export``'s job, not the runtime's."""
+        if bundle.path is None:
+            return None
+        if bundle.path.suffix == ".onnx":
             return cls(bundle.path, device)
-        if bundle.path is not None and bundle.path.with_suffix(".onnx").is_file():
-            sibling = bundle.path.with_suffix(".onnx")
-            backend = cls(sibling, device)
-            if bundle.state_dict and backend.file.weights_sha256 != weights_sha256(bundle.state_dict):
-                raise ExportError(f"was exported from other weights than {bundle.path.name}: re-export it or delete it",
-                                  sibling)
-            if backend.bundle.model_config != bundle.model_config:
-                raise ExportError(f"its model config differs from {bundle.path.name}'s: re-export it", sibling)
-            return backend
-        return cls(export_onnx_bytes(bundle), device)
+        sibling = bundle.path.with_suffix(".onnx")
+        if not sibling.is_file():
+            return None
+        backend = cls(sibling, device)
+        if bundle.state_dict and backend.file.weights_sha256 != weights_sha256(bundle.state_dict):
+            raise ExportError(f"was exported from other weights than {bundle.path.name}: re-export it or delete it",
+                              sibling)
+        if backend.bundle.model_config != bundle.model_config:
+            raise ExportError(f"its model config differs from {bundle.path.name}'s: re-export it", sibling)
+        return backend
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         x = np.ascontiguousarray(batch, dtype=np.float32)
@@ -189,11 +189,3 @@ class OnnxBackend:
             raise ValueError(f"expected a (B, 3, {self.img_size}, {self.img_size}) batch, got {x.shape}")
         values = self.session.run(self.output_names, {INPUT_NAME: x})
         return dict(zip(self.output_names, values, strict=True))
-
-
-def onnx_predictor(path: str | Path, device: str = "auto") -> Predictor:
-    """A :class:`~engine.inference.Predictor` for a DermViewer ``.onnx`` file alone (no bundle, no torch weights)."""
-    from engine.inference import Predictor
-
-    backend = OnnxBackend(path, device)
-    return Predictor.from_backend(backend.bundle, backend, device=backend.device)
