@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -27,7 +27,6 @@ from dermviewer.qt.canvas import ImageCanvas
 from dermviewer.qt.case_list import CaseListWidget
 from dermviewer.qt.controller import Controller
 from dermviewer.qt.findings_panel import FindingsPanel
-from dermviewer.qt.menus import build_menus
 from dermviewer.qt.messages import MessageBar
 from dermviewer.qt.overlay_bar import OverlayBar
 from dermviewer.qt.whatif_panel import WhatIfPanel
@@ -68,7 +67,7 @@ class MainWindow(QMainWindow):
         self.banner.setStyleSheet(BANNER_STYLE)
         self.banner.hide()
         self._build_layout()
-        self.actions_by_name = build_menus(self)
+        self.actions_by_name: dict[str, QAction] = {}  # menus.build_menus fills it (app.create_window)
         self._build_status_bar()
         self._connect()
         if state.settings.window_geometry:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QToolBar
 from dermviewer.qt.dialogs import ModelInfoDialog, PreferencesDialog
 from dermviewer.qt.report_pdf import write_report_pdf
 from dermviewer.state.app_state import Mode
-from dermviewer.state.model import shipped_models
+from dermviewer.state.model import preload_model_imports, shipped_models
 from dermviewer.state.overlays import LSM_HEADS, OverlayKind
 from dermviewer.state.report import ReportContent, compose_overlays
 
@@ -165,10 +165,9 @@ def _bundled_model_actions(win: MainWindow, menu: QMenu) -> dict[str, QAction]:
 
 
 def load_model_file(win: MainWindow, path: str | Path) -> None:
-    """Load a model chosen in the app (file dialog or bundled-models menu) in the background."""
-    from dermviewer.qt.app import preload_lazy_imports
-
-    preload_lazy_imports(onnx=str(path).endswith(".onnx") or win.state.settings.backend == "onnx")
+    """The one way the app loads a model (start-up, file dialog, bundled-models menu, preferences):
+    the lazy imports on the UI thread, then the load itself in the background."""
+    preload_model_imports(path, win.state.settings.backend)
     win.controller.load_model(path)
 
 
@@ -191,12 +190,9 @@ def show_model_info(win: MainWindow) -> None:
 def show_preferences(win: MainWindow) -> None:
     dlg = PreferencesDialog(win.state.settings, win)
     if dlg.exec() and dlg.apply_to(win.state.settings):
-        from dermviewer.qt.app import preload_lazy_imports
-
-        preload_lazy_imports(onnx=win.state.settings.backend == "onnx")
         win.state.settings.save()
         if win.state.settings.model_path:
-            win.controller.load_model(win.state.settings.model_path)
+            load_model_file(win, win.state.settings.model_path)
     dlg.deleteLater()
 
 

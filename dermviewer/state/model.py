@@ -20,10 +20,36 @@ from engine.bundle import BUNDLE_SUFFIX, Bundle, load_bundle, read_bundle_header
 from engine.errors import BundleError
 from engine.inference import Predictor, onnx_predictor
 
-__all__ = ["ModelHost", "ModelInfo", "ShippedModel", "model_card_text",
-           "resolve_model_choice", "shipped_models"]
+__all__ = ["LAZY_MODULES", "ONNX_MODULES", "ModelHost", "ModelInfo", "ShippedModel", "model_card_text",
+           "preload_model_imports", "resolve_model_choice", "shipped_models", "uses_onnx"]
 
 _log = logging.getLogger(__name__)
+
+# Modules the engine imports lazily inside functions. A GUI must import them on its UI thread before a
+# worker loads a model: PySide6's import hook is not thread-safe, and a first import inside a worker
+# thread can corrupt reference counts and crash the app (seen as "deallocating None" while torch/timm
+# import in a QRunnable).
+LAZY_MODULES = ("torch", "timm", "safetensors.torch", "engine.models.dermimitformer", "engine.models.classifier",
+                "engine.explain", "pytorch_grad_cam")
+ONNX_MODULES = ("onnx", "onnxruntime", "engine.backends.onnx_backend", "engine.export")
+
+
+def uses_onnx(path: str | Path, backend: str) -> bool:
+    """Whether loading ``path`` with ``backend`` runs ONNX Runtime (an ``.onnx`` file always does)."""
+    return Path(path).suffix.lower() == ".onnx" or backend == "onnx"
+
+
+def preload_model_imports(path: str | Path, backend: str = "torch") -> None:
+    """Import, on the calling thread, every module that :meth:`ModelHost.load` of ``path`` imports lazily.
+
+    A missing optional extra is skipped here: the load itself then fails with its own message.
+    """
+    import contextlib
+    import importlib
+
+    for name in LAZY_MODULES + (ONNX_MODULES if uses_onnx(path, backend) else ()):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 DEFAULT_STEM = "default"
 # Menu wording for the bundles we ship on purpose; any other bundle dropped in the folder shows its stem.
