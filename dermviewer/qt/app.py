@@ -24,16 +24,22 @@ def create_window(photos: Sequence[str | Path] = (), model: str | Path | None = 
     This is where the window and its menus meet: ``menus`` acts on a ``MainWindow``, and the window does
     not know its menus, so the imports run one way (app -> menus -> main_window's type only).
     ``model`` is a file or a bundled model's name (``"student"``); an unknown one raises ``BundleError``.
-    A remembered model that has since disappeared falls back to the default bundle.
+    A remembered model that has since disappeared falls back to the default bundle. Without ``settings``
+    they are read from the user's file, and any problem with it is shown in the message bar.
     """
     import resources
 
-    state = AppState(settings if settings is not None else Settings.load())
+    notes: list[str] = []
+    if settings is None:
+        settings, notes = Settings.load_with_messages()
+    state = AppState(settings)
     model_path = resolve_model_choice(model) if model else state.settings.model_path
     if not model_path or not Path(model_path).exists():
         model_path = resources.default_model_path()
     win = MainWindow(state)
     win.actions_by_name = build_menus(win)
+    for note in notes:  # an unreadable file was set aside, or a field reset to its default
+        state.message.emit("warning", note)
     load_model_file(win, model_path)
     if photos:
         win.controller.open_paths([Path(p) for p in photos])
