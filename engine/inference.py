@@ -51,7 +51,9 @@ class PredictProgress:
 
 
 class Predictor:
-    def __init__(self, bundle: Bundle | str | Path, device: str = "auto", backend: str = "torch") -> None:
+    def __init__(self, bundle: Bundle | str | Path, device: str = "auto", backend: str = "torch",
+                 onnx_threads: int = 0) -> None:
+        """``onnx_threads``: ONNX Runtime's intra-op threads (0: every core), for apps that budget them."""
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.device = resolve_device(device)
         self.backend_name = backend
@@ -59,7 +61,7 @@ class Predictor:
         if backend == "torch":
             self.backend = TorchBackend(self.bundle, self.device)
         elif backend == "onnx":
-            self.backend = _onnx_backend_for(self.bundle, self.device)
+            self.backend = _onnx_backend_for(self.bundle, self.device, onnx_threads)
         else:
             raise ModelConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
 
@@ -142,20 +144,20 @@ class Predictor:
         yield from flush()
 
 
-def _onnx_backend_for(bundle: Bundle, device: torch.device) -> Backend:
+def _onnx_backend_for(bundle: Bundle, device: torch.device, threads: int = 0) -> Backend:
     from engine.backends.onnx_backend import OnnxBackend
 
-    backend = OnnxBackend.from_bundle_file(bundle, device=device)
+    backend = OnnxBackend.from_bundle_file(bundle, device=device, intra_op_threads=threads)
     if backend is None:  # no .onnx file with this bundle: export its weights in memory
         from engine.export.onnx_export import export_onnx_bytes
 
-        backend = OnnxBackend(export_onnx_bytes(bundle), device)
+        backend = OnnxBackend(export_onnx_bytes(bundle), device, intra_op_threads=threads)
     return backend
 
 
-def onnx_predictor(path: str | Path, device: str = "auto") -> Predictor:
+def onnx_predictor(path: str | Path, device: str = "auto", onnx_threads: int = 0) -> Predictor:
     """A :class:`Predictor` for a DermViewer ``.onnx`` file alone (no bundle, no torch weights)."""
     from engine.backends.onnx_backend import OnnxBackend
 
-    backend = OnnxBackend(path, device)
+    backend = OnnxBackend(path, device, intra_op_threads=onnx_threads)
     return Predictor.from_backend(backend.bundle, backend, device=backend.device)

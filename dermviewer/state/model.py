@@ -125,11 +125,12 @@ class ModelInfo:
 class ModelHost:
     """Owns the Predictor; thread-safe lazy access so queued jobs wait for a model being loaded."""
 
-    def __init__(self) -> None:
+    def __init__(self, ort_threads: int = 0) -> None:
         self._lock = threading.RLock()
         self._predictor: Predictor | None = None
         self._explain_model: Any = None
         self.info: ModelInfo | None = None
+        self.ort_threads = ort_threads  # ONNX Runtime intra-op threads per session; 0 lets it take every core
 
     @property
     def ready(self) -> bool:
@@ -138,9 +139,9 @@ class ModelHost:
     def load(self, path: str | Path, device: str = "auto", backend: str = "torch") -> ModelInfo:
         path = Path(path)
         if path.suffix.lower() == ".onnx":
-            predictor = onnx_predictor(path, device=device)
+            predictor = onnx_predictor(path, device=device, onnx_threads=self.ort_threads)
         else:
-            predictor = Predictor(load_bundle(path), device=device, backend=backend)
+            predictor = Predictor(load_bundle(path), device=device, backend=backend, onnx_threads=self.ort_threads)
         info = ModelInfo.from_predictor(predictor)
         with self._lock:
             self._predictor, self._explain_model, self.info = predictor, None, info

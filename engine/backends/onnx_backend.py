@@ -163,7 +163,8 @@ class OnnxBackend:
         self.img_size = self.bundle.model_config.img_size
 
     @classmethod
-    def from_bundle_file(cls, bundle: Bundle, device: str | torch.device = "cpu") -> OnnxBackend | None:
+    def from_bundle_file(cls, bundle: Bundle, device: str | torch.device = "cpu",
+                         intra_op_threads: int = 0) -> OnnxBackend | None:
         """The ONNX model stored with ``bundle``: the bundle itself if it is an ``.onnx`` file, else an
         ``.onnx`` next to the bundle file, which must come from the same weights and config (a stale one
         raises :class:`ExportError` rather than running other weights); ``None`` when there is no such file.
@@ -171,11 +172,11 @@ class OnnxBackend:
         if bundle.path is None:
             return None
         if bundle.path.suffix == ".onnx":
-            return cls(bundle.path, device)
+            return cls(bundle.path, device, intra_op_threads)
         sibling = bundle.path.with_suffix(".onnx")
         if not sibling.is_file():
             return None
-        backend = cls(sibling, device)
+        backend = cls(sibling, device, intra_op_threads)
         if bundle.state_dict and backend.file.weights_sha256 != weights_sha256(bundle.state_dict):
             raise ExportError(f"was exported from other weights than {bundle.path.name}: re-export it or delete it",
                               sibling)
