@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ from dermviewer.qt.report_pdf import write_report_pdf
 from dermviewer.state.app_state import Mode
 from dermviewer.state.model import preload_model_imports, shipped_models
 from dermviewer.state.overlays import LSM_HEADS, OverlayKind
-from dermviewer.state.report import ReportContent, compose_overlays
+from dermviewer.state.report import ReportError, case_report, default_report_name
 
 if TYPE_CHECKING:
     from dermviewer.qt.main_window import MainWindow
@@ -197,28 +196,25 @@ def show_preferences(win: MainWindow) -> None:
 
 
 def export_report(win: MainWindow, path: str | Path | None = None) -> Path | None:
+    """Write the report of the photo on screen to PDF (asking where, unless ``path`` is given).
+
+    Says "Report written" only for a file that was checked to be a complete PDF; otherwise the message
+    names the path and the reason."""
     s = win.state
-    if s.view is None or s.model.info is None:
-        s.message.emit("warning", "Open a photo (and wait for its prediction) before exporting a report.")
+    try:
+        report = case_report(s)
+    except ReportError as exc:
+        s.message.emit("warning", f"{exc.reason[0].upper()}{exc.reason[1:]}.")
         return None
     if path is None:
-        default = f"{s.view.path.stem}_report_{dt.date.today():%Y%m%d}.pdf"
-        chosen, _ = QFileDialog.getSaveFileName(win, "Export report", default, "PDF (*.pdf)")
+        chosen, _ = QFileDialog.getSaveFileName(win, "Export report", default_report_name(s), "PDF (*.pdf)")
         if not chosen:
             return None
         path = chosen
-    image = s.displayed_image()
-    assert image is not None
-    content = ReportContent(
-        case_name=s.view.path.name, prediction=s.view.prediction, model=s.model.info,
-        overlays_shown=s.shown_overlay_names(), metadata=s.view.metadata, whatif=s.comparison(),
-        whatif_params=s.whatif_params if s.showing_whatif else None, top_k=s.settings.top_k)
-    overlay = compose_overlays(image, s.displayed_layers(), s.overlays)
-    whatif_img = s.whatif.image if s.showing_whatif and s.whatif is not None else None
     try:
-        out = write_report_pdf(path, content, s.view.image, overlay, whatif_img)
-    except OSError as exc:
-        s.message.emit("error", f"{path}: cannot write the report ({exc})")
+        out = write_report_pdf(path, report)
+    except ReportError as exc:
+        s.message.emit("error", str(exc))
         return None
     s.message.emit("info", f"Report written to {out}")
     return out

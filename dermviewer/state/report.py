@@ -1,4 +1,5 @@
-"""Case report content, Qt-free: the overlay composite as pixels and the report as HTML.
+"""Case report content, Qt-free: what goes in the report of the photo on screen (:func:`case_report`),
+the overlay composite as pixels and the report as HTML.
 
 The Qt layer only renders this HTML to PDF (QTextDocument + QPdfWriter). Every picture in the report is
 rebuilt from decoded pixels, so no EXIF, GPS or other metadata of the source file can reach the PDF.
@@ -13,12 +14,15 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from dermviewer.state.app_state import AppState
 from dermviewer.state.model import ModelInfo
 from dermviewer.state.overlays import OverlayLayer, OverlaySettings
 from dermviewer.state.whatif import WhatIfComparison, WhatIfParams
+from engine.errors import DermViewerError
 from engine.prediction import LabelScore, Prediction
 
-__all__ = ["DISCLAIMER", "ReportContent", "compose_overlays", "report_html", "shrink"]
+__all__ = ["DISCLAIMER", "CaseReport", "ReportContent", "ReportError", "case_report", "compose_overlays",
+           "default_report_name", "report_html", "shrink"]
 
 DISCLAIMER = "Research and education use; not a medical device."
 PHOTO_URI, OVERLAY_URI, WHATIF_URI = "dv://photo", "dv://overlay", "dv://whatif"
@@ -67,6 +71,44 @@ class ReportContent:
     whatif_params: WhatIfParams | None = None
     top_k: int = 5
     created: _dt.datetime = field(default_factory=lambda: _dt.datetime.now().astimezone())
+
+
+class ReportError(DermViewerError):
+    """A report could not be made (nothing to report on) or written (the file names the path)."""
+
+
+@dataclass
+class CaseReport:
+    """Everything a report file is made from: the text content and the pictures, as pixels only."""
+
+    content: ReportContent
+    photo: np.ndarray  # the clean photo
+    overlay: np.ndarray  # the displayed photo (clean or what-if) with the enabled overlays, as on screen
+    whatif_photo: np.ndarray | None = None  # the corrupted photo when a what-if is shown
+
+
+def case_report(state: AppState) -> CaseReport:
+    """The report of what the review window shows now: photo, prediction, overlays, what-if, model.
+
+    Raises :class:`ReportError` when there is nothing to report on yet (no photo, or no model).
+    """
+    view, info = state.view, state.model.info
+    if view is None or info is None:
+        raise ReportError("open a photo (and wait for its prediction) before exporting a report")
+    shown = state.displayed_image()
+    whatif = state.whatif if state.showing_whatif else None
+    content = ReportContent(
+        case_name=view.path.name, prediction=view.prediction, model=info,
+        overlays_shown=state.shown_overlay_names(), metadata=dict(view.metadata), whatif=state.comparison(),
+        whatif_params=whatif.params if whatif is not None else None, top_k=state.settings.top_k)
+    overlay = compose_overlays(view.image if shown is None else shown, state.displayed_layers(), state.overlays)
+    return CaseReport(content, view.image, overlay, None if whatif is None else whatif.image)
+
+
+def default_report_name(state: AppState, today: _dt.date | None = None) -> str:
+    """``<photo stem>_report_<yyyymmdd>.pdf`` for the photo on screen (``report.pdf`` without one)."""
+    day = today or _dt.date.today()
+    return f"{state.view.path.stem}_report_{day:%Y%m%d}.pdf" if state.view is not None else "report.pdf"
 
 
 def _e(s: object) -> str:

@@ -1,14 +1,25 @@
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from dermviewer.state.app_state import AppState
 from dermviewer.state.jobs import analyze_photo, predict_many, predict_whatif
 from dermviewer.state.model import ModelHost, ModelInfo
 from dermviewer.state.overlays import OverlayKind, OverlaySettings, colorize, lsm_map, token_boxes
-from dermviewer.state.report import DISCLAIMER, ReportContent, compose_overlays, report_html
+from dermviewer.state.report import (
+    DISCLAIMER,
+    ReportContent,
+    ReportError,
+    case_report,
+    compose_overlays,
+    default_report_name,
+    report_html,
+)
+from dermviewer.state.settings import Settings
 from dermviewer.state.sweep import SWEEP_CORRUPTIONS, run_sweep
 from dermviewer.state.whatif import WhatIfParams, compare
 from engine.corrupt import salt_and_pepper
@@ -105,3 +116,31 @@ def test_report_html_carries_disclaimer_model_and_whatif(host: ModelHost, photo:
     comp = compose_overlays(view.image, view.layers["disease"], OverlaySettings())
     assert comp.shape[2] == 3
     assert not np.array_equal(comp, view.image[: comp.shape[0], : comp.shape[1]])
+
+
+def test_case_report_is_what_the_window_shows(host: ModelHost, photo: Path) -> None:
+    state = AppState(Settings(top_k=3))
+    with pytest.raises(ReportError, match="open a photo"):
+        case_report(state)
+    state.model = host
+    view = analyze_photo(host, photo)
+    state.set_view(view)
+    state.set_overlay(tokens=False)
+    rep = case_report(state)
+    assert rep.content.case_name == photo.name and rep.content.top_k == 3
+    assert rep.content.prediction is view.prediction and rep.content.model == host.info
+    assert rep.content.overlays_shown == ["LSM attention (disease)"] == state.shown_overlay_names()
+    assert rep.content.whatif is None and rep.content.whatif_params is None and rep.whatif_photo is None
+    assert rep.photo is view.image
+    np.testing.assert_array_equal(rep.overlay, compose_overlays(view.image, view.layers["disease"], state.overlays))
+    assert default_report_name(state, dt.date(2026, 1, 2)) == f"{photo.stem}_report_20260102.pdf"
+
+    params = WhatIfParams(sp_amount=0.05)
+    state.whatif_params = params
+    state.set_whatif(predict_whatif(host, view.image, params))
+    rep = case_report(state)
+    assert rep.whatif_photo is state.whatif.image and rep.content.whatif_params == params
+    assert rep.content.whatif is not None and rep.content.whatif.rows
+    # the overlay panel of the report is drawn on the corrupted photo, as the canvas shows it
+    np.testing.assert_array_equal(rep.overlay, compose_overlays(state.whatif.image, state.whatif.layers["disease"],
+                                                                state.overlays))
