@@ -1,4 +1,5 @@
-"""``dermviewer-train``: pack | train | cv | lr-find | distill | evaluate | robustness | export | ship.
+"""``dermviewer-train``: pack | train | cv | lr-find | distill | evaluate | robustness | localisation-cv |
+export | ship.
 
 Every subcommand takes an experiment YAML (``configs/*.yaml``) and ``--set section.key=value``
 overrides; every run writes a folder (``--out``, default ``runs/<name>-<time>``). Bad specs, missing
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", type=Path, action="append", required=True, help="model bundle (.dmvb), repeatable")
     p.add_argument("--split", type=Path, default=None,
                    help="JSON with a 'test' (or 'val') id list, e.g. a run's split.json; default: every image")
+    _mask_args(p, required=False)
 
     p = sub.add_parser("robustness", help="Table 5: clean / S&P / blur tests, corrupted training, sweeps")
     _common(p)
@@ -84,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="append", required=True, metavar="LABEL=RUN_DIR",
                    help="a finished `cv` run and its train status, e.g. clean=runs/cpu_default_cv (repeatable)")
     p.add_argument("--no-sweep", action="store_true", help="only the Table 5 levels, no severity sweep")
+
+    p = sub.add_parser("localisation-cv", help="localisation figures (Grad-CAM pointing game, LSM hit rate, CAM "
+                                               "energy) of each fold model of a `cv` run on its own test fold")
+    p.add_argument("run", type=Path, help="a finished `cv` run folder")
+    _mask_args(p, required=True)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value of the run's config.yaml, e.g. --set data.pack=runs/packs/x.h5")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/localisation)")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("export", help="bundle (+ ONNX) from a training checkpoint, or ONNX from a bundle")
     _common(p, config_required=False)
@@ -105,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an extra card section read from a Markdown file (repeatable)")
     p.add_argument("--failure-mode", action="append", default=[], help="a known failure mode (repeatable)")
     return parser
+
+
+def _mask_args(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument("--masks", type=Path, required=required, default=None, metavar="DIR|CSV",
+                   help="lesion masks: a folder of <stem>.png, or a CSV with a mask column (e.g. masks/masks.csv); "
+                        "adds the localisation table (Grad-CAM pointing game, LSM hit rate, CAM energy)")
+    p.add_argument("--mask-column", default="mask", help="the CSV's mask path column (default: mask)")
+    p.add_argument("--threads", type=int, default=1, help="torch/OpenCV threads for the localisation (default 1)")
 
 
 def _pairs(items: list[str], what: str) -> list[tuple[str, str]]:
@@ -227,7 +247,36 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from training.run import run_evaluate
 
-    run_evaluate(_config(args), args.bundle, split=args.split, out=args.out, root=args.data_root, log=_log)
+    masks = None
+    if args.masks is not None:  # fail on a bad mask folder before the accuracy pass, not after
+        from engine.masks import MaskSource
+
+        masks = MaskSource.open(args.masks, mask_column=args.mask_column)
+    cfg = _config(args)
+    run_dir = run_evaluate(cfg, args.bundle, split=args.split, out=args.out, root=args.data_root, log=_log)
+    if masks is not None:
+        from training.localisation import evaluate_localisation
+
+        evaluate_localisation(cfg, args.bundle, masks, run_dir, split=args.split, root=args.data_root,
+                              threads=args.threads, log=_log)
+    return 0
+
+
+def _cmd_localisation_cv(args: argparse.Namespace) -> int:
+    from engine.masks import MaskSource
+    from training.config import load_config, merge_dicts, parse_override
+    from training.localisation import run_localisation_cv
+
+    masks = MaskSource.open(args.masks, mask_column=args.mask_column)
+    if not (args.run / "config.yaml").is_file():
+        raise FileNotFoundError(f"{args.run}: not a `cv` run folder (no config.yaml)")
+    over: dict[str, Any] = {}
+    for text in args.overrides:
+        over = merge_dicts(over, parse_override(text))
+    cfg = load_config(args.run / "config.yaml", over)
+    out = run_localisation_cv(args.run, masks, cfg=cfg, out=args.out, root=args.data_root, threads=args.threads,
+                              progress=not args.quiet, log=_log)
+    print(f"localisation: {out / 'localisation_cv.json'}")
     return 0
 
 
@@ -264,7 +313,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"pack": _cmd_pack, "train": _cmd_train, "cv": _cmd_cv, "lr-find": _cmd_lr_find,
              "distill": _cmd_distill, "evaluate": _cmd_evaluate, "robustness": _cmd_robustness,
-             "robustness-cv": _cmd_robustness_cv,
+             "robustness-cv": _cmd_robustness_cv, "localisation-cv": _cmd_localisation_cv,
              "export": _cmd_export, "ship": _cmd_ship}
 
 
