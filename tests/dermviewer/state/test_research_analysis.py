@@ -1,0 +1,93 @@
+"""Nearest neighbours, model comparison and subgroup tables on the shipped out-of-fold predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermviewer.state.research.compare import compare_models
+from dermviewer.state.research.embedding_map import embedding_map
+from dermviewer.state.research.neighbours import NeighbourIndex
+from dermviewer.state.research.oof import open_oof
+from dermviewer.state.research.selection import PhotoTable
+from dermviewer.state.research.subgroups import subgroup_table
+
+ROOT = Path(__file__).resolve().parents[3]
+SPEC = ROOT / "configs" / "data" / "pad_ufes_20.yaml"
+DEFAULT_OOF = ROOT / "resources" / "models" / "default.oof.h5"
+STUDENT_OOF = ROOT / "resources" / "models" / "student.oof.h5"
+
+
+
+@pytest.fixture(scope="module")
+def oof():
+    return open_oof(DEFAULT_OOF, SPEC)
+
+
+def test_nearest_neighbours_never_include_the_query(oof) -> None:
+    ds, res = oof
+    hashes = [ds.images.hash(i) for i in range(len(ds))]
+    index = NeighbourIndex(res.embeddings, ds.disease, hashes)
+    shares = []
+    for q in range(0, len(ds), 7):
+        near = index.of_row(q, k=5)
+        assert len(near) == 5
+        assert q not in [n.index for n in near]
+        assert all(hashes[n.index] != hashes[q] for n in near)
+        sims = [n.similarity for n in near]
+        assert sims == sorted(sims, reverse=True)
+        assert all(n.shares_label == (ds.disease[n.index] == ds.disease[q]) for n in near)
+        shares += [n.shares_label for n in near]
+    # the embedding carries the diagnosis: neighbours share it far more often than chance (~0.25)
+    assert np.mean(shares) > 0.35
+
+
+def test_a_query_equal_to_a_reference_row_is_still_excluded(oof) -> None:
+    ds, res = oof
+    index = NeighbourIndex(res.embeddings, ds.disease)
+    near = index.query(res.embeddings[10], int(ds.disease[10]), 5, exclude=10)
+    assert 10 not in [n.index for n in near]
+
+
+def test_a_model_compared_with_itself_has_no_disagreements(oof) -> None:
+    ds, res = oof
+    cmp = compare_models(ds, res, res, n_boot=200)
+    assert cmp.disagreements == []
+    assert all(d == 0 or np.isnan(d) for d in cmp.deltas.values())
+    assert cmp.accuracy_ci.low == cmp.accuracy_ci.high == 0
+
+
+def test_default_versus_student_lists_exactly_the_photos_they_disagree_on(oof) -> None:
+    ds, res = oof
+    _, student = open_oof(STUDENT_OOF, SPEC)
+    cmp = compare_models(ds, res, student, n_boot=300)
+    expect = np.flatnonzero(res.predicted() != student.predicted())
+    assert cmp.disagreements == expect.tolist() and len(expect) > 0
+    d = cmp.deltas["BMA"]
+    assert cmp.bma_ci.low <= d <= cmp.bma_ci.high
+    assert cmp.n_photos == int(ds.scored.sum())
+
+
+def test_subgroups_cover_the_scored_photos_and_mark_small_groups(oof) -> None:
+    ds, res = oof
+    table = PhotoTable.build(ds, res)
+    rows = subgroup_table(table, res.disease, 6, n_boot=200)
+    for column in ("body_part", "fitzpatrick", "sex", "age_band"):
+        mine = [r for r in rows if r.column == column]
+        assert sum(r.n for r in mine) == int(table.scored.sum())
+    for r in rows:
+        assert r.too_small == (r.n < 30 or r.n_classes < 2)
+        if r.accuracy_ci is not None:
+            assert r.accuracy_ci.low <= r.accuracy + 1e-9 and r.accuracy - 1e-9 <= r.accuracy_ci.high
+    fitz5 = next(r for r in rows if r.column == "fitzpatrick" and r.value == "5")
+    assert fitz5.too_small  # two photos
+    assert any(not r.too_small for r in rows if r.column == "fitzpatrick")
+
+
+def test_embedding_map_places_every_photo(oof) -> None:
+    _, res = oof
+    xy = embedding_map(res.embeddings[:120], "pca")
+    assert xy.shape == (120, 2) and np.isfinite(xy).all()
+    assert xy.std(axis=0).min() > 0
