@@ -1,8 +1,9 @@
 """Viewer latency figures (printed, never asserted): open-to-differential, open-to-overlay, slider-to-update,
-Grad-CAM latency, canvas repaint on a 4000x3000 photo, and the longest UI event-loop stall while inference
-runs (a 5 ms QTimer records the gaps between its ticks).
+Grad-CAM latency, canvas repaint on a 4000x3000 photo, the longest UI event-loop stall while inference
+runs (a 5 ms QTimer records the gaps between its ticks), and one interactive prediction while a folder run
+is going (the thread budget: interactive work must not wait behind, or fight with, the batch lane).
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_viewer.py [--folder N]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_viewer.py [--folder N] [--only-contention]
 """
 
 from __future__ import annotations
@@ -72,10 +73,66 @@ def time_signal(app, signal, action) -> float:
     return (got[0] - t0) * 1e3
 
 
+def interactive_during_folder_run(app, win, photos: list[Path], tmp: Path, repeats: int,
+                                  folder_size: int) -> dict[str, list[float]]:
+    """Open one photo at a time while a folder run predicts ``folder_size`` others, and time it.
+
+    ``open-to-shown`` is the click-to-result latency; ``model forward`` is the Predictor's own inference time
+    for that photo (``Prediction.timings_ms``), i.e. how much the two lanes slow each other's torch calls.
+    Then the same photos again with the folder run finished, as the uncontended reference."""
+    folder = tmp / "contention"
+    folder.mkdir(exist_ok=True)
+    for p in photos[200 : 200 + folder_size]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    singles = photos[400 : 400 + repeats]
+    out: dict[str, list[float]] = {"busy open": [], "busy forward": [], "idle open": [], "idle forward": []}
+    win.state.cases.clear()
+    progress: list[int] = []
+    finished: list[int] = []
+    on_progress = lambda done, _total: progress.append(done)  # noqa: E731
+    on_finished = lambda: finished.append(1)  # noqa: E731
+    win.controller.folder_progress.connect(on_progress)
+    win.controller.folder_finished.connect(on_finished)
+    win.controller.open_paths([folder])
+    wait(app, lambda: any(d >= 1 for d in progress), timeout=300)
+    for src in singles:
+        if finished:
+            break
+        t = time_signal(app, win.controller.case_shown, lambda s=src: win.controller.open_paths([s]))
+        out["busy open"].append(t)
+        out["busy forward"].append(win.state.view.prediction.timings_ms["inference"])
+    busy_done = progress[-1] if progress else 0
+    win.controller.cancel_folder()
+    wait(app, lambda: bool(finished), timeout=300)
+    win.controller.folder_progress.disconnect(on_progress)
+    win.controller.folder_finished.disconnect(on_finished)
+    out["folder photos done meanwhile"] = [float(busy_done)]
+    win.state.cases.clear()
+    for src in singles:
+        t = time_signal(app, win.controller.case_shown, lambda s=src: win.controller.open_paths([s]))
+        out["idle open"].append(t)
+        out["idle forward"].append(win.state.view.prediction.timings_ms["inference"])
+    return out
+
+
+def print_contention(c: dict[str, list[float]]) -> None:
+    print("one interactive prediction (300x300 photo) while a folder run is going, vs with nothing else running:")
+    for key, label in (("busy open", "open-to-shown, folder run going"),
+                       ("busy forward", "model forward, folder run going"),
+                       ("idle open", "open-to-shown, idle"), ("idle forward", "model forward, idle")):
+        vals = c[key]
+        if vals:
+            print(f"  {label:56s} {statistics.median(vals):10.1f} {max(vals):10.1f}  (n={len(vals)})")
+        else:
+            print(f"  {label:56s} {'-':>10s}  (the folder run ended first)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--folder", type=int, default=20, help="photos in the stall test's folder run")
+    ap.add_argument("--only-contention", action="store_true",
+                    help="only the interactive-prediction-during-a-folder-run figure")
     args = ap.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("DERMVIEWER_CONFIG_DIR", tempfile.mkdtemp(prefix="dv-bench-"))
@@ -108,6 +165,15 @@ def main() -> int:
 
     photos = sorted(DATA.glob("*.jpg"))
     tmp = Path(tempfile.mkdtemp(prefix="dv-bench-photos-"))
+    import torch
+
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, torch intra-op threads "
+          f"{torch.get_num_threads()}")
+    contention = interactive_during_folder_run(app, win, photos, tmp, args.repeats, max(args.folder, 30))
+    if args.only_contention:
+        print_contention(contention)
+        win.close()
+        return 0
     big = tmp / "big_4000x3000.png"
     save_image(big, cv2.resize(load_image(photos[0]), (4000, 3000), interpolation=cv2.INTER_CUBIC))
     rows: list[tuple[str, list[float]]] = []
@@ -172,6 +238,7 @@ def main() -> int:
     print(f"{'longest UI stall during folder run (' + str(args.folder) + ' photos + 4000x3000 open)':58s} "
           f"{statistics.median(gaps):10.1f} {worst:10.1f}")
     print(f"ticks: {len(gaps)}, gaps > 50 ms: {sum(g > 50 for g in gaps)}, > 100 ms: {sum(g > 100 for g in gaps)}")
+    print_contention(contention)
     win.close()
     return 0
 

@@ -150,6 +150,7 @@ class MainWindow(QMainWindow):
 
     def _show_view(self) -> None:
         view = self.state.view
+        self.whatif_panel.plot.clear_result()  # a sweep belongs to the photo (and model) it ran on
         if view is None:
             self.canvas.clear()
             case = self.state.cases.current

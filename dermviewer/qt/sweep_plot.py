@@ -1,91 +1,63 @@
-"""Top-1 probability vs severity, one curve per corruption, drawn with QPainter.
+"""Severity sweep plot: the clean top-1 class's probability against corruption severity, one line per
+corruption, on matplotlib's Qt canvas (axes with units, ticks at the engine's levels, a legend).
 
-Six points per curve do not need a plotting library; pyqtgraph was tried and leaves parentless option
-menus behind (and crashes if they are freed before the plot), which the leak-checking tests refuse.
+The levels are the engine's severity table (Mishra et al. §2.3, ``engine.corrupt.registry``); level 0 is
+the clean photo, so every line starts at the same point.
 """
 
 from __future__ import annotations
 
-import itertools
-
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent, QPen
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import PercentFormatter
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from dermviewer.state.sweep import SWEEP_CORRUPTIONS, SweepResult
+from engine.corrupt import LEVELS
 
-__all__ = ["SweepPlot"]
+__all__ = ["LABELS", "SweepPlot"]
 
 COLOURS = dict(zip(SWEEP_CORRUPTIONS, ("#c0392b", "#2874a6", "#7d3c98", "#d68910", "#1e8449"), strict=True))
 LABELS = {"salt_and_pepper": "salt & pepper", "gaussian_blur": "Gaussian blur", "motion_blur": "motion blur",
           "jpeg": "JPEG", "brightness_contrast": "exposure"}
-MAX_LEVEL = 5
+EMPTY_TITLE = "Severity sweep: press “Sweep severities”"
 
 
-class SweepPlot(QWidget):
+class SweepPlot(FigureCanvasQTAgg):
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        self.fig = Figure(figsize=(4.0, 2.8), dpi=90, layout="constrained")
+        super().__init__(self.fig)
+        self.setParent(parent)
         self.setObjectName("sweep_plot")
-        self.setMinimumHeight(190)
+        self.setMinimumHeight(220)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.result: SweepResult | None = None
+        self.ax = self.fig.add_subplot()
+        self.lines: dict[str, Line2D] = {}
+        top = max(LEVELS)
+        for name in SWEEP_CORRUPTIONS:
+            (self.lines[name],) = self.ax.plot([], [], marker="o", markersize=3.5, linewidth=1.6,
+                                               color=COLOURS[name], label=LABELS[name])
+        self.ax.set_xlim(-0.2, top + 0.2)
+        self.ax.set_xticks(range(top + 1))
+        self.ax.set_ylim(0, 1.02)
+        self.ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        self.ax.set_xlabel("severity level (0 = clean photo, 5 = strongest)", fontsize=8)
+        self.ax.set_ylabel("probability of clean top-1 class", fontsize=8)
+        self.ax.tick_params(labelsize=7.5)
+        self.ax.grid(True, color="#e5e5e5", linewidth=0.8)
+        self.ax.legend(loc="lower left", fontsize=7, ncols=2, frameon=True, framealpha=0.85)
+        self.ax.set_title(EMPTY_TITLE, fontsize=9)
 
-    def show_result(self, result: SweepResult) -> None:
+    def show_result(self, result: SweepResult | None) -> None:
+        """Draw a (partial) sweep, or clear the plot with ``None``."""
         self.result = result
-        self.update()
+        for name, line in self.lines.items():
+            levels, probs = result.series(name) if result is not None else ([], [])
+            line.set_data(levels, probs)
+        self.ax.set_title(f"P({result.target_name}) under each corruption" if result else EMPTY_TITLE, fontsize=9)
+        self.draw_idle()
 
-    def paintEvent(self, event: QPaintEvent) -> None:
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.fillRect(self.rect(), QColor("white"))
-        small = QFont(self.font())
-        small.setPointSizeF(max(6.5, small.pointSizeF() - 1.5))
-        p.setFont(small)
-        fm = p.fontMetrics()
-        title = (f"P({self.result.target_name}) vs severity" if self.result
-                 else "Sweep: press “Sweep severities”")
-        p.setPen(QColor(40, 40, 40))
-        p.drawText(QRectF(0, 2, self.width(), fm.height()), Qt.AlignmentFlag.AlignHCenter, title)
-        plot = QRectF(36, fm.height() + 8, self.width() - 36 - 104, self.height() - fm.height() * 3 - 14)
-        if plot.width() < 40 or plot.height() < 40:
-            p.end()
-            return
-
-        def at(level: float, prob: float) -> QPointF:
-            return QPointF(plot.left() + plot.width() * level / MAX_LEVEL, plot.bottom() - plot.height() * prob)
-
-        grid = QPen(QColor(225, 225, 225))
-        for i in range(6):  # y grid 0..1 by 0.2
-            y = i / 5
-            p.setPen(grid)
-            p.drawLine(at(0, y), at(MAX_LEVEL, y))
-            p.setPen(QColor(90, 90, 90))
-            p.drawText(QRectF(0, at(0, y).y() - fm.height() / 2, 32, fm.height()),
-                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"{y:.1f}")
-        for lvl in range(MAX_LEVEL + 1):
-            p.drawText(QRectF(at(lvl, 0).x() - 10, plot.bottom() + 2, 20, fm.height()),
-                       Qt.AlignmentFlag.AlignHCenter, str(lvl))
-        p.drawText(QRectF(plot.left(), plot.bottom() + fm.height() + 2, plot.width(), fm.height()),
-                   Qt.AlignmentFlag.AlignHCenter, "severity level (0 = clean)")
-        p.setPen(QPen(QColor(120, 120, 120)))
-        p.drawRect(plot)
-        for row, name in enumerate(SWEEP_CORRUPTIONS):
-            colour = QColor(COLOURS[name])
-            ly = plot.top() + 4 + row * (fm.height() + 2)
-            p.setPen(QPen(colour, 2))
-            mid = ly + fm.height() / 2
-            p.drawLine(QPointF(plot.right() + 8, mid), QPointF(plot.right() + 22, mid))
-            p.setPen(QColor(50, 50, 50))
-            p.drawText(QRectF(plot.right() + 26, ly, 80, fm.height()), Qt.AlignmentFlag.AlignVCenter, LABELS[name])
-            if self.result is None:
-                continue
-            levels, probs = self.result.series(name)
-            pts = [at(lv, pr) for lv, pr in zip(levels, probs, strict=True)]
-            p.setPen(QPen(colour, 2))
-            for a, b in itertools.pairwise(pts):
-                p.drawLine(a, b)
-            p.setBrush(colour)
-            for pt in pts:
-                p.drawEllipse(pt, 2.5, 2.5)
-            p.setBrush(Qt.BrushStyle.NoBrush)
-        p.end()
+    def clear_result(self) -> None:
+        self.show_result(None)

@@ -1,22 +1,39 @@
-"""Worker threads: a QRunnable whose every exception becomes an ``errored`` signal (superqt's habit).
+"""The Qt executor: the coordinator's jobs on worker threads, their callbacks on the UI thread.
 
-A function returning a generator reports each yielded item through ``progress`` and can be cancelled
-between items. :class:`JobRunner` keeps the Python side of running workers alive until they finish.
+Each job becomes a superqt ``GeneratorWorker`` (``create_worker``): yielded items arrive as ``yielded``,
+the return value as ``returned``, any exception as ``errored``, and ``quit()`` aborts between items.
+Each :class:`~dermviewer.state.executor.Lane` is a one-thread ``QThreadPool``, so lanes run side by side
+and jobs within a lane in order; a lower lane's job waits between items while a higher lane works
+(:class:`~dermviewer.state.executor.LaneGate`). Thread counts inside each job are the app's
+:class:`~dermviewer.state.executor.ThreadBudget`, set once by the controller.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import logging
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, Qt, QThreadPool, Signal
+from superqt.utils import GeneratorWorker, create_worker
 
-__all__ = ["JobRunner", "Worker", "WorkerSignals"]
+from dermviewer.state.executor import ErrorCallback, Job, Lane, LaneGate, ProgressCallback, ResultCallback
+
+__all__ = ["QtExecutor", "QtJobHandle"]
+
+_log = logging.getLogger(__name__)
+
+
+def _log_warning(w: tuple[Any, ...]) -> None:
+    """A worker's warning, logged: superqt routes it here from its thread. (Re-issuing it through
+    ``warnings.showwarning`` could land in another running worker's hook, which is process-wide.)"""
+    _log.warning("in a worker: %s", warnings.formatwarning(*w[:4]).strip())
 
 
 class _Box:
-    """Results cross threads boxed: PySide6 mis-counts references to ``None`` sent through
+    """Values cross threads boxed: PySide6 mis-counts references to ``None`` sent through
     ``Signal(object)`` across threads (a crash after enough ``None`` results), so nothing is sent bare."""
 
     __slots__ = ("value",)
@@ -25,93 +42,128 @@ class _Box:
         self.value = value
 
 
-class WorkerSignals(QObject):
-    finished = Signal(object)  # a _Box
-    errored = Signal(object)
-    progress = Signal(object)
-    ended = Signal()  # always last, also after a cancel: lets the runner forget the worker
+class _JobFailed(Exception):
+    """Carries a job's exception through superqt, which treats a ``RuntimeError`` escaping the generator
+    as "the worker was deleted" and ends without ``errored`` or ``finished`` (torch raises RuntimeError)."""
+
+    def __init__(self, original: Exception) -> None:
+        super().__init__(str(original))
+        self.original = original
 
 
-class Worker(QRunnable):
-    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        super().__init__()
-        self.fn, self.args, self.kwargs = fn, args, kwargs
-        self.signals = WorkerSignals()
-        self.cancelled = False
-        self.setAutoDelete(False)
+class QtJobHandle:
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+        self.worker: GeneratorWorker | None = None
+        self.generator: Iterator[Any] | None = None  # the job's own generator, closed once the worker ends
+        self._cancelled = False
+        self._finished = False
 
     def cancel(self) -> None:
-        self.cancelled = True
+        self._cancelled = True
+        if self.worker is not None:
+            self.worker.quit()  # superqt stops asking the generator for items
 
-    def run(self) -> None:
-        try:
-            if self.cancelled:
-                return
-            result = self.fn(*self.args, **self.kwargs)
-            if inspect.isgenerator(result):
-                for item in result:
-                    if self.cancelled:
-                        result.close()
-                        break
-                    self.signals.progress.emit(item)
-                result = None
-            if not self.cancelled:
-                self.signals.finished.emit(_Box(result))
-        except Exception as exc:  # noqa: BLE001 -- every failure must reach the UI as a signal, never kill the thread
-            self.signals.errored.emit(exc)
-        finally:
-            self.signals.ended.emit()
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
 
 
-class JobRunner(QObject):
-    """A named single-thread pool. One thread: torch already uses the cores, and order stays predictable."""
+class QtExecutor(QObject):
+    """One single-thread pool per lane; ``busy_changed(n)`` counts jobs submitted and not yet ended."""
 
     busy_changed = Signal(int)
 
-    def __init__(self, name: str, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, gate: LaneGate | None = None) -> None:
         super().__init__(parent)
-        self.setObjectName(name)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(1)
-        self._active: list[Worker] = []
+        self.gate = gate or LaneGate()
+        self.pools: dict[Lane, QThreadPool] = {}
+        for lane in Lane:
+            pool = QThreadPool(self)
+            pool.setMaxThreadCount(1)
+            pool.setObjectName(f"lane_{lane.name.lower()}")
+            self.pools[lane] = pool
+        self._active: list[QtJobHandle] = []
         self._closed = False
 
     @property
     def active(self) -> int:
         return len(self._active)
 
-    def submit(self, fn: Callable[..., Any], *args: Any,
-               on_result: Callable[[Any], None] | None = None,
-               on_error: Callable[[BaseException], None] | None = None,
-               on_progress: Callable[[Any], None] | None = None, **kwargs: Any) -> Worker:
-        w = Worker(fn, *args, **kwargs)
-        if on_result is not None:
-            w.signals.finished.connect(lambda box, cb=on_result: cb(box.value))
-        if on_error is not None:
-            w.signals.errored.connect(on_error)
-        if on_progress is not None:
-            w.signals.progress.connect(on_progress)
-        w.signals.ended.connect(lambda w=w: self._done(w))
-        self._active.append(w)
-        self.busy_changed.emit(len(self._active))
-        self.pool.start(w)
-        return w
+    def submit(self, job: Job, on_result: ResultCallback | None = None, on_error: ErrorCallback | None = None,
+               on_progress: ProgressCallback | None = None, lane: Lane = Lane.INTERACTIVE) -> QtJobHandle:
+        handle = QtJobHandle(lane)
+        if self._closed:
+            handle.cancel()
+            handle._finished = True
+            return handle
+        gate = self.gate
 
-    def _done(self, w: Worker) -> None:
+        def work() -> Iterator[_Box]:  # runs on the lane's thread
+            if lane is not Lane.INTERACTIVE:
+                gate.wait_turn(lane, lambda: handle.cancelled)
+            try:
+                out = job()
+                if not inspect.isgenerator(out):
+                    return _Box(out)
+                handle.generator = out
+                while True:
+                    try:
+                        item = next(out)
+                    except StopIteration as stop:
+                        return _Box(stop.value)
+                    yield _Box(item)
+                    if lane is not Lane.INTERACTIVE:
+                        gate.wait_turn(lane, lambda: handle.cancelled)
+            except Exception as exc:
+                raise _JobFailed(exc) from exc
+
+        worker = create_worker(work, _start_thread=False, _ignore_errors=True)
+        handle.worker = worker
+        direct = Qt.ConnectionType.DirectConnection  # on the worker thread, so the gate is exact
+        worker.started.connect(lambda: gate.enter(lane), direct)
+        worker.finished.connect(lambda: gate.leave(lane), direct)
+
+        def live() -> bool:
+            return not (self._closed or handle.cancelled)
+
+        if on_progress is not None:
+            worker.yielded.connect(lambda box: on_progress(box.value) if live() else None)
+        if on_result is not None:
+            worker.returned.connect(lambda box: on_result(box.value) if live() and box is not None else None)
+        if on_error is not None:
+            worker.errored.connect(
+                lambda exc: on_error(exc.original if isinstance(exc, _JobFailed) else exc) if live() else None)
+        worker.warned.connect(_log_warning)
+        worker.finished.connect(lambda: self._ended(handle))
+        self._active.append(handle)
+        self.busy_changed.emit(len(self._active))
+        self.pools[lane].start(worker)
+        return handle
+
+    def _ended(self, handle: QtJobHandle) -> None:
+        handle._finished = True
+        gen, handle.generator, handle.worker = handle.generator, None, None
+        if gen is not None and hasattr(gen, "close"):
+            gen.close()  # an aborted job's generator is suspended mid-way: let its cleanup run now
         if self._closed:  # a late queued signal after shutdown: nothing left to tell
             return
-        if w in self._active:
-            self._active.remove(w)
+        if handle in self._active:
+            self._active.remove(handle)
         self.busy_changed.emit(len(self._active))
 
     def cancel_all(self) -> None:
-        for w in self._active:
-            w.cancel()  # queued workers return at once when their turn comes
+        for h in list(self._active):
+            h.cancel()
 
-    def shutdown(self, timeout_ms: int = 10000) -> bool:
-        """Cancel everything and wait; results still queued for the UI thread are ignored afterwards."""
-        self.cancel_all()
-        ok = self.pool.waitForDone(timeout_ms)
+    def shutdown(self, timeout_ms: int = 10_000) -> bool:
+        """Cancel everything and wait for the lanes; callbacks still queued for the UI thread are ignored."""
         self._closed = True
+        self.cancel_all()
+        ok = all(pool.waitForDone(timeout_ms) for pool in self.pools.values())
         self._active.clear()
         return ok

@@ -88,9 +88,11 @@ class AppState:
 
     # -- updates -----------------------------------------------------------------------------------
     def set_view(self, view: CaseView | None) -> None:
+        """A new photo (or none): its Grad-CAM and what-if are gone, so the overlay controls change too."""
         self.view, self.whatif, self.gradcam, self.explain_target = view, None, None, None
         self.overlays.gradcam = False
         self.view_changed.emit()
+        self.overlays_changed.emit()
 
     def set_whatif(self, whatif: WhatIfView | None) -> None:
         self.whatif = whatif

@@ -50,6 +50,10 @@ class Case:
     def name(self) -> str:
         return self.path.name
 
+    def reset(self) -> None:
+        """Forget the result (another model is in use); the thumbnail and metadata stay valid."""
+        self.status, self.error, self.prediction = CaseStatus.PENDING, None, None
+
     def set_result(self, prediction: Prediction | None, error: DermViewerError | str | None = None) -> None:
         if error is not None:
             self.status, self.error, self.prediction = CaseStatus.FAILED, str(error), None
@@ -104,6 +108,12 @@ class CaseList:
         self.cases.clear()
         self.current_index = -1
         self.cleared.emit()
+
+    def reset_results(self) -> None:
+        """Every case back to pending, each row told at once (a model switch makes all results stale)."""
+        for i, c in enumerate(self.cases):
+            c.reset()
+            self.changed.emit(i)
 
     def notify_changed(self, case: Case) -> None:
         if case in self.cases:
