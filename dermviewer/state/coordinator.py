@@ -133,7 +133,7 @@ class Coordinator:
 
         handle = self.executor.submit(job, finish(on_result), finish(on_error), progress, lane=lane)
         box.append(handle)
-        if not handle.finished:
+        if not (handle.finished or handle.cancelled):
             self._outstanding.append(handle)
             self._refresh_busy()
         return handle
@@ -224,7 +224,7 @@ class Coordinator:
         handle = self.run(lambda: predict_many(host, paths, lambda: False), Lane.BATCH, ended, failed,
                           self._folder_item)
         box.append(handle)
-        if not handle.finished:
+        if not (handle.finished or handle.cancelled):
             self._folder_handles.append(handle)
 
     def cancel_folder(self) -> None:
