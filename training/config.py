@@ -148,6 +148,7 @@ class DistillConfig:
     keep_head_blocks: list[int] | None = None  # teacher head blocks that seed a shallower student's heads
     teacher_run: str | None = None  # a `cv` run folder: `cv` then distils each fold from that fold's teacher
     wait_for_teacher: bool = False  # teacher run still training: wait for each fold's teacher to finish
+    wait_timeout_min: float = 180.0  # ... giving up once the teacher run wrote no checkpoint for this long
     alpha: float = 0.5
     temperature: float = 2.0
     hidden_cosine: float = 0.0

@@ -13,14 +13,19 @@
 
 In DermImitFormer the shared backbone holds ``depth`` blocks and each task head holds ``head_depth``
 more; distillation removes *backbone* blocks and keeps the heads (LSM, CIM) whole.
+
+A student CV can run behind its teacher's CV, fold by fold (:func:`wait_for_teacher`): it waits only
+while waiting can help (the teacher's fold has not finished yet) and gives up once the teacher run has
+written no checkpoint for ``distill.wait_timeout_min`` minutes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -29,13 +34,14 @@ from torch import nn
 
 from engine.metrics import classification_report
 from engine.models import ModelConfig, build_model
-from training.config import DistillConfig
+from training.config import ConfigError, DistillConfig
 
 __all__ = [
     "DepthRow",
     "DistillLoss",
     "FCViT",
     "FCViTLoss",
+    "TeacherNotReady",
     "bma_of",
     "count_params",
     "default_keep_blocks",
@@ -44,7 +50,59 @@ __all__ = [
     "measure_latency",
     "seed_student",
     "soft_cross_entropy_kd",
+    "wait_for_teacher",
 ]
+
+T = TypeVar("T")
+_clock = time.monotonic  # the wait's clock (tests advance a fake one)
+
+
+class TeacherNotReady(ConfigError):
+    """The teacher's fold has not finished training yet (no checkpoint, or one of an earlier epoch):
+    the one refusal that waiting can cure. Any other :class:`ConfigError` about a teacher is final."""
+
+
+def _checkpoint_stamp(run_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes whenever the teacher run writes a checkpoint: every fold's ``last.pt`` name, time, size."""
+    out = []
+    for ckpt in sorted(run_dir.glob("*/last.pt")):
+        try:
+            st = ckpt.stat()
+        except OSError:  # replaced between glob and stat: counts as a change next time
+            continue
+        out.append((ckpt.parent.name, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def wait_for_teacher(load: Callable[[], T], fold_dir: Path, *, timeout_s: float, poll_s: float = 30.0,
+                     log: Callable[[str], None] = print) -> T:
+    """``load()`` once the teacher fold in ``fold_dir`` has finished, polling every ``poll_s`` seconds.
+
+    Only :class:`TeacherNotReady` is waited out; any other :class:`ConfigError` (not a `cv` run, an
+    unreadable config or checkpoint, ...) propagates at once, since no amount of waiting fixes it.
+    The timeout counts from the teacher run's last new checkpoint, not from the start of the wait, so a
+    slow but live teacher is waited for and a crashed or stopped one is given up on.
+    """
+    run_dir = fold_dir.parent
+    stamp, since, said = _checkpoint_stamp(run_dir), _clock(), False
+    while True:
+        try:
+            return load()
+        except TeacherNotReady as exc:
+            now, latest = _clock(), _checkpoint_stamp(run_dir)
+            if latest != stamp:
+                stamp, since = latest, now
+            idle = now - since
+            if idle >= timeout_s:
+                raise ConfigError(
+                    f"gave up waiting for the teacher's {fold_dir.name}: its run {run_dir} wrote no checkpoint "
+                    f"for {idle / 60:.0f} min (distill.wait_timeout_min = {timeout_s / 60:g}); last state: "
+                    f"{exc.reason}. Is the teacher run still going?", fold_dir) from exc
+            if not said:
+                log(f"waiting for the teacher's {fold_dir.name} to finish ({exc.reason}); giving up after "
+                    f"{timeout_s / 60:g} min without a new teacher checkpoint")
+                said = True
+            time.sleep(max(0.0, min(poll_s, timeout_s - idle)))
 
 
 def default_keep_blocks(n: int) -> list[int]:

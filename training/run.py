@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 import subprocess
 import time
 from collections.abc import Callable
@@ -333,33 +334,43 @@ def run_cv(cfg: ExperimentConfig, *, out: str | Path | None = None, root: str | 
     return run_dir
 
 
-def load_fold_model(fold_dir: Path, taxonomy: Taxonomy, *, wait: bool = False,
+def load_fold_model(fold_dir: Path, taxonomy: Taxonomy, *, wait: bool = False, timeout_s: float = 3 * 3600.0,
                     log: Log = print) -> tuple[nn.Module, ModelConfig]:
     """The model a finished fold (or ``final``) of a `cv` run trained, rebuilt from the run's config.
 
-    With ``wait``, a fold still training is polled every 30 s until it finishes instead of refused."""
-    said = False
-    while True:
-        try:
-            return _load_finished_fold(fold_dir, taxonomy)
-        except ConfigError:
-            if not wait:
-                raise
-            if not said:
-                log(f"waiting for the teacher's {fold_dir.name} to finish ({fold_dir / 'last.pt'})")
-                said = True
-            time.sleep(30)
+    With ``wait``, a fold still training is polled until it finishes instead of refused, giving up after
+    ``timeout_s`` without a new checkpoint in the teacher run (:func:`training.distill.wait_for_teacher`);
+    a refusal that waiting cannot cure (not a `cv` run, unreadable config or checkpoint) is raised at once."""
+    from training.distill import wait_for_teacher
+
+    if not wait:
+        return _load_finished_fold(fold_dir, taxonomy)
+    return wait_for_teacher(lambda: _load_finished_fold(fold_dir, taxonomy), fold_dir, timeout_s=timeout_s, log=log)
 
 
 def _load_finished_fold(fold_dir: Path, taxonomy: Taxonomy) -> tuple[nn.Module, ModelConfig]:
+    from training.distill import TeacherNotReady
+
     ckpt = fold_dir / "last.pt"
+    run_config = fold_dir.parent / "config.yaml"
+    if not run_config.is_file():
+        raise ConfigError(f"no config.yaml in the teacher run {fold_dir.parent} (it must be a `cv` run folder)",
+                          run_config)
+    cfg = load_config(run_config)
     if not ckpt.is_file():
-        raise ConfigError(f"{ckpt}: no checkpoint ({fold_dir.parent} must be a finished `cv` run)")
-    cfg = load_config(fold_dir.parent / "config.yaml")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    if state.get("epoch") != cfg.train.epochs:
-        raise ConfigError(f"{ckpt}: training stopped at epoch {state.get('epoch')} of {cfg.train.epochs}; "
-                          "let the run finish (or resume it) first")
+        raise TeacherNotReady(f"no checkpoint yet ({fold_dir.parent} must be a finished `cv` run)", ckpt)
+    try:
+        # our own checkpoint (it holds RNG states, which are not plain tensors), written atomically
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise ConfigError(f"unreadable checkpoint ({exc.__class__.__name__}: {exc})", ckpt) from exc
+    epoch = state.get("epoch") if isinstance(state, dict) else None
+    if not isinstance(epoch, int) or epoch > cfg.train.epochs:
+        raise ConfigError(f"checkpoint says epoch {epoch!r}, but the run's config.yaml trains "
+                          f"{cfg.train.epochs} epochs: not this run's checkpoint", ckpt)
+    if epoch < cfg.train.epochs:
+        raise TeacherNotReady(f"training stopped at epoch {epoch} of {cfg.train.epochs}; "
+                              "let the run finish (or resume it) first", ckpt)
     model, mcfg = build_model_from_config(cfg, taxonomy)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
     return model.eval(), mcfg
@@ -370,7 +381,8 @@ def _student_kwargs(cfg: ExperimentConfig, data: PackData, teacher_dir: Path, lo
     from training.distill import DistillLoss, seed_student
 
     # with wait_for_teacher the student runs behind a teacher run that is still training, fold by fold
-    teacher, t_mcfg = load_fold_model(teacher_dir, data.taxonomy, wait=cfg.distill.wait_for_teacher, log=log)
+    teacher, t_mcfg = load_fold_model(teacher_dir, data.taxonomy, wait=cfg.distill.wait_for_teacher,
+                                      timeout_s=cfg.distill.wait_timeout_min * 60, log=log)
     student, s_mcfg = build_model_from_config(cfg, data.taxonomy)
     maps = seed_student(teacher, t_mcfg, student, s_mcfg, keep_blocks=cfg.distill.keep_blocks,
                         keep_head_blocks=cfg.distill.keep_head_blocks)
