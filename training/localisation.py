@@ -5,6 +5,8 @@ explained output is ``HEAD_OUTPUTS["disease"]``, i.e. d'), the LSM-selected dise
 model's own output dict (``selected_disease``, patch-indexed: no prefix offset), scored by
 ``engine.metrics.localisation``. Photos without a mask are listed with status ``no_mask`` and counted,
 never run. The figures are written per photo (CSV, for cards and error analysis) and summarised.
+Rows kept out of the accuracy metrics (``eval_exclude``, conflicting duplicate labels) are localised
+too: the CAM explains the *predicted* class and the mask does not depend on the label.
 
 - :func:`localise` runs a model over batches of preprocessed photos (any source).
 - :func:`photo_batches` feeds photo files through the app's own preprocessing (``engine.preprocess``);
@@ -103,13 +105,15 @@ def thread_budget(threads: int) -> Iterator[None]:
 def _grid_of(model: nn.Module, n_tokens: int) -> tuple[int, int]:
     """The token grid from the model's config, checked against the LSM's score count (no size assumed)."""
     cfg: ModelConfig | None = getattr(model, "cfg", None)
-    grid = cfg.grid_size if cfg is not None else None
-    if grid is None or grid[0] * grid[1] != n_tokens:
+    if cfg is None:  # no config: only a square grid can be inferred from the count
         side = math.isqrt(n_tokens)
         if side * side != n_tokens:
-            raise ModelConfigError(f"{n_tokens} LSM scores do not fill the model's token grid {grid}")
-        grid = (side, side)
-    return int(grid[0]), int(grid[1])
+            raise ModelConfigError(f"{n_tokens} LSM scores and no model config to say the token grid")
+        return side, side
+    gh, gw = (int(v) for v in cfg.grid_size)
+    if gh * gw != n_tokens:
+        raise ModelConfigError(f"the model gives {n_tokens} LSM scores but its config says a {gh}x{gw} token grid")
+    return gh, gw
 
 
 def localise(
@@ -131,22 +135,26 @@ def localise(
     """
     from tqdm.auto import tqdm
 
+    was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     output = HEAD_OUTPUTS["disease"]
     results: list[LocalisedPhoto] = []
-    with thread_budget(threads), tqdm(total=total, desc=desc, unit="photo", disable=not progress,
-                                      dynamic_ncols=True, leave=False) as bar:
-        for keys, x, sizes in batches:
-            if should_stop is not None and should_stop():
-                break
-            have = [i for i, k in enumerate(keys) if k in masks]
-            results.extend(LocalisedPhoto(PhotoLocalisation(k, "no_mask"), "", math.nan)
-                           for k in keys if k not in masks)
-            if have:
-                results.extend(_localise_batch(model, [keys[i] for i in have], x[have].to(device),
-                                               [sizes[i] for i in have], masks, codes, output))
-            bar.update(len(keys))
+    try:
+        with thread_budget(threads), tqdm(total=total, desc=desc, unit="photo", disable=not progress,
+                                          dynamic_ncols=True, leave=False) as bar:
+            for keys, x, sizes in batches:
+                if should_stop is not None and should_stop():
+                    break
+                have = [i for i, k in enumerate(keys) if k in masks]
+                results.extend(LocalisedPhoto(PhotoLocalisation(k, "no_mask"), "", math.nan)
+                               for k in keys if k not in masks)
+                if have:
+                    results.extend(_localise_batch(model, [keys[i] for i in have], x[have].to(device),
+                                                   [sizes[i] for i in have], masks, codes, output))
+                bar.update(len(keys))
+    finally:
+        model.train(was_training)
     return results
 
 

@@ -73,6 +73,15 @@ def test_the_shipped_model_on_real_photos_matches_a_hand_computation() -> None:
     assert fig.lsm_chance == pytest.approx(hand["lsm_chance"])
     assert fig.energy_ratio == pytest.approx(hand["energy_ratio"], rel=1e-3)
     assert 0 < fig.lsm_chance < 1 and fig.energy_ratio > 0
+    polls: list[int] = []
+
+    def stop_after_one_batch() -> bool:
+        polls.append(1)
+        return len(polls) > 1
+
+    part = localise(model, photo_batches(photos, b.preprocess, batch_size=2), masks, ["?"] * 6, progress=False,
+                    should_stop=stop_after_one_batch)
+    assert [p.figures for p in part] == [p.figures for p in got[:2]]  # cancelled between batches
 
 
 @pytest.fixture(scope="module")
