@@ -55,5 +55,10 @@ def test_compare_flags_a_changed_top_class_and_reports_deltas() -> None:
     assert cmp.changed
     assert [r.code for r in cmp.rows] == ["NEV", "MEL"]
     assert cmp.rows[0].delta == pytest.approx(-0.3)
-    assert "changed" in cmp.summary()
-    assert not compare(clean, clean).changed
+    assert cmp.summary() == "Prediction changed: nev → mel"
+    same = compare(clean, clean)
+    assert not same.changed
+    assert same.summary() == "Prediction unchanged (nev); largest shift 0.0 pts"
+    slight = compare(clean, _pred({"NEV": 0.55, "MEL": 0.45}))
+    assert not slight.changed
+    assert slight.summary() == "Prediction unchanged (nev); largest shift 5.0 pts"
