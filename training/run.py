@@ -116,16 +116,48 @@ def build_model_from_config(cfg: ExperimentConfig, taxonomy: Taxonomy) -> tuple[
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Initialise from a bundle (.dmvb) or a training checkpoint (.pt); shapes must match."""
+    """Initialise from a bundle (.dmvb), a safetensors file or a checkpoint (.pt); shapes must match.
+
+    A ``.pt`` file is read with ``torch.load(weights_only=True)``: it may come from anywhere, and
+    unpickling runs code. One that holds more than tensors and plain values is refused with a
+    :class:`ConfigError` saying what to use instead; so is any unreadable or mismatching file.
+    """
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError("weights file not found", path)
+    state: Any
     if path.suffix == ".dmvb":
         from engine.bundle import load_bundle
 
         state = load_bundle(path).state_dict
+    elif path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as exc:
+            raise ConfigError(f"unreadable safetensors file ({exc})", path) from exc
     else:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        state = state.get("model", state)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise ConfigError(
+                "refused: the checkpoint holds Python objects besides tensors, and loading those would run "
+                "code from the file (weights_only). Use a .dmvb bundle, a .safetensors file, or a weights-only "
+                "checkpoint such as the run's best.pt", path) from exc
+        except (OSError, RuntimeError, EOFError, ValueError) as exc:
+            raise ConfigError(f"unreadable checkpoint ({exc.__class__.__name__}: {exc})", path) from exc
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ConfigError("holds no state dict (name -> tensor), neither at the top level nor under 'model'", path)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ConfigError(f"weights do not fit the model: {' '.join(first[:3])}", path) from exc
 
 
 def build_loss(cfg: ExperimentConfig, data: PackData, heads: tuple[str, ...], train_idx: np.ndarray) -> MultiTaskLoss:

@@ -13,6 +13,7 @@ import contextlib
 import csv
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from training.distributed import DistInfo, barrier
 from training.losses import MultiTaskLoss
 from training.optim import apply_freeze, build_optimizer, build_scheduler, frozen_batchnorms, set_backbone_trainable
 
-__all__ = ["TrainResult", "Trainer", "amp_dtype", "resolve_device", "seed_everything"]
+__all__ = ["TrainResult", "Trainer", "amp_dtype", "resolve_device", "save_atomic", "seed_everything"]
 
 ValFn = Callable[[nn.Module], dict[str, float]]
 
@@ -257,9 +258,8 @@ class Trainer:
                 if self.run_dir is not None:
                     last_ckpt = self.save_checkpoint(self.run_dir / "last.pt")
                     if improved:
-                        best_ckpt = self.run_dir / "best.pt"
-                        torch.save({"model": self.model.state_dict(), "epoch": self.epoch,
-                                    "metric": self.best_metric}, best_ckpt)
+                        best_ckpt = save_atomic(_plain({"model": self.model.state_dict(), "epoch": self.epoch,
+                                                        "metric": self.best_metric}), self.run_dir / "best.pt")
                     self._write_csv()
                     self.plot_losses()
             barrier(self.dist)
@@ -283,18 +283,17 @@ class Trainer:
             "history": self.history,
             "rng": {
                 "python": random.getstate(),
-                "numpy": np.random.get_state(),
+                "numpy": _numpy_rng_state(),
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             },
         }
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
-        return path
+        return save_atomic(_plain(state), path)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        # Our own file (it holds RNG states, which are not plain tensors): full unpickling is intended.
+        # Resuming reads the run's own last.pt, including ones written before checkpoints held only
+        # tensors and plain values (their numpy RNG state is an array), so full unpickling stays here;
+        # weights from elsewhere go through training.run.load_weights, which never unpickles.
         state = torch.load(Path(path), map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -306,7 +305,7 @@ class Trainer:
         self.history = list(state.get("history", []))
         rng = state["rng"]
         random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        np.random.set_state(_numpy_rng_restore(rng["numpy"]))
         torch.set_rng_state(rng["torch"].cpu())
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
@@ -356,6 +355,52 @@ class Trainer:
         path = self.run_dir / "loss_curve.png"
         fig.savefig(path, dpi=100, bbox_inches="tight")
         return path
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed over it.
+
+    Every checkpoint (``last.pt``, ``best.pt``) is written this way: a crash, a kill or a full disk
+    mid-write leaves the previous file whole, and a reader (a student waiting for its teacher) never
+    sees half a checkpoint.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _plain(obj: Any) -> Any:
+    """numpy scalars and arrays -> Python numbers and tensors, so a checkpoint loads with ``weights_only=True``."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_plain(v) for v in obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    return obj
+
+
+def _numpy_rng_state() -> tuple[str, torch.Tensor, int, int, float]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    return str(name), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)
+
+
+def _numpy_rng_restore(state: Any) -> Any:
+    """Both forms: the tensor one :func:`_numpy_rng_state` writes, and numpy's own (older checkpoints)."""
+    name, keys, *rest = state
+    if isinstance(keys, torch.Tensor):
+        keys = keys.cpu().numpy().astype(np.uint32)
+    return (name, keys, *rest)
 
 
 def _mix_seed(seed: int, epoch: int, step: int, rank: int) -> int:
