@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSplitter,
+    QStackedWidget,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -30,7 +31,7 @@ from dermviewer.qt.findings_panel import FindingsPanel
 from dermviewer.qt.messages import MessageBar
 from dermviewer.qt.overlay_bar import OverlayBar
 from dermviewer.qt.whatif_panel import WhatIfPanel
-from dermviewer.state.app_state import AppState
+from dermviewer.state.app_state import AppState, Mode
 from dermviewer.state.report import DISCLAIMER
 
 __all__ = ["MainWindow"]
@@ -67,7 +68,8 @@ class MainWindow(QMainWindow):
         self.banner.setStyleSheet(BANNER_STYLE)
         self.banner.hide()
         self._build_layout()
-        self.actions_by_name: dict[str, QAction] = {}  # menus.build_menus fills it (app.create_window)
+        self._actions_by_name: dict[str, QAction] = {}  # menus.build_menus fills it (app.create_window)
+        self.research_panel: QWidget | None = None  # built on first switch to the research mode
         self._build_status_bar()
         self._connect()
         if state.settings.window_geometry:
@@ -101,8 +103,41 @@ class MainWindow(QMainWindow):
         rl.setSpacing(0)
         rl.addWidget(self.banner)
         rl.addWidget(self.messages)
-        rl.addWidget(split, 1)
+        self.mode_stack = QStackedWidget()  # page 0: review; the research panel is added when first shown
+        self.mode_stack.addWidget(split)
+        rl.addWidget(self.mode_stack, 1)
         self.setCentralWidget(root)
+
+    @property
+    def actions_by_name(self) -> dict[str, QAction]:
+        return self._actions_by_name
+
+    @actions_by_name.setter
+    def actions_by_name(self, actions: dict[str, QAction]) -> None:
+        """Set once by ``menus.build_menus``'s caller; the toolbar's mode actions then switch the page."""
+        self._actions_by_name = actions
+        for mode in Mode:
+            a = self.findChild(QAction, f"mode_{mode.name.lower()}")
+            if a is not None:
+                a.triggered.connect(lambda _checked=False, m=mode: self.set_mode(m))
+
+    def set_mode(self, mode: Mode) -> None:
+        """Show a mode's page. The research panel is built on first use (its plots cost start-up time) and
+        opens on the loaded model's out-of-fold predictions."""
+        if mode is Mode.RESEARCH:
+            if self.research_panel is None:
+                from dermviewer.qt.research import ResearchPanel
+
+                panel = ResearchPanel(self.state)
+                panel.message.connect(self.messages.show_message)
+                self.mode_stack.addWidget(panel)
+                self.research_panel = panel
+            self.mode_stack.setCurrentWidget(self.research_panel)
+            self.setWindowTitle("DermViewer — research")
+        elif mode is Mode.REVIEW:
+            self.mode_stack.setCurrentIndex(0)
+            self.setWindowTitle("DermViewer — review")
+        self.state.mode = mode
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
@@ -235,6 +270,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.controller.shutdown()
+        if self.research_panel is not None:
+            self.research_panel.shutdown()  # type: ignore[attr-defined]
         self.state.settings.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode()
         try:
             self.state.settings.save()

@@ -29,7 +29,7 @@ class Mode(Enum):
 
     @property
     def available(self) -> bool:
-        return self is Mode.REVIEW
+        return self in (Mode.REVIEW, Mode.RESEARCH)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ True vs predicted for every head; Grad-CAM for the true class and for the predic
 maps are in the model's squashed input frame and are resized to the photo for drawing); the LSM's
 selected tokens; the lesion mask (``engine.masks``) and the photo's localisation figures from
 ``engine.metrics.localisation.photo_localisation`` (CAM of the predicted class, as its pointing game
-defines); and the k nearest neighbours by embedding.
+defines); and the k nearest neighbours by embedding. The "predicted class" is the evaluation's (for an
+out-of-fold file, the fold model that never saw the photo); the LSM tokens and the maps are the loaded
+model's, which may say otherwise (``model_class``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ class PhotoInspection:
     cam_true: np.ndarray | None  # (H, W) at the photo's size, in [0, 1]; None when the label is unknown
     cam_pred: np.ndarray | None
     true_class: int
-    pred_class: int
+    pred_class: int  # the evaluation's top class (an OOF file's fold model), explained by cam_pred
+    model_class: int  # the loaded model's top class on this photo (the LSM tokens and CAMs are its)
+    pred_probability: float  # of pred_class, in the evaluation shown
     mask: np.ndarray | None  # bool (H, W)
     localisation: PhotoLocalisation | None
     neighbours: list[Neighbour] = field(default_factory=list)
@@ -63,24 +67,35 @@ def _to_photo(cam: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(cv2.resize(cam, (int(shape[1]), int(shape[0])), interpolation=cv2.INTER_LINEAR))
 
 
-def _heads(dataset: EvalDataset, index: int, pred: Prediction, threshold: float) -> list[HeadComparison]:
+def _row(result: EvalResult, head: str, index: int, live: list[float]) -> np.ndarray:
+    """The evaluation's probabilities for this photo and head, else the loaded model's."""
+    p = result.probs.get(head)
+    if p is not None and result.done[index] and np.isfinite(p[index]).all():
+        return np.asarray(p[index])
+    return np.asarray(live)
+
+
+def _heads(dataset: EvalDataset, result: EvalResult, index: int, pred: Prediction,
+           threshold: float) -> list[HeadComparison]:
     tax = dataset.taxonomy
     out = []
     codes = tax.head("disease").codes
     t = int(dataset.disease[index])
-    out.append(HeadComparison("disease", [codes[t]] if t >= 0 else [], [pred.top.code],
-                              None if t < 0 else codes[t] == pred.top.code))
+    live = [] if pred.disease_probs is None else list(pred.disease_probs)
+    d = codes[int(_row(result, "disease", index, live).argmax())]
+    out.append(HeadComparison("disease", [codes[t]] if t >= 0 else [], [d], None if t < 0 else codes[t] == d))
     if pred.body_parts and "body_part" in tax.heads:
         bcodes = tax.head("body_part").codes
         b = int(dataset.body_part[index])
-        top = max(pred.body_parts, key=lambda s: s.probability).code
+        top = bcodes[int(_row(result, "body_part", index, [s.probability for s in pred.body_parts]).argmax())]
         out.append(HeadComparison("body_part", [bcodes[b]] if b >= 0 else [], [top],
                                   None if b < 0 else bcodes[b] == top))
     if pred.attributes and "attributes" in tax.heads:
         acodes = tax.head("attributes").codes
         known = dataset.attributes_known[index]
+        probs = _row(result, "attributes", index, [s.probability for s in pred.attributes])
         true = [c for j, c in enumerate(acodes) if known[j] and dataset.attributes[index, j] >= 0.5]
-        said = [s.code for j, s in enumerate(pred.attributes) if known[j] and s.probability >= threshold]
+        said = [c for j, c in enumerate(acodes) if known[j] and probs[j] >= threshold]
         out.append(HeadComparison("attributes", true, said, None if not known.any() else set(true) == set(said)))
     return out
 
@@ -90,7 +105,9 @@ def inspect_photo(predictor: Predictor, explain_model: Any, dataset: EvalDataset
     image = dataset.images.load(index)
     pred = predictor.predict(image)
     codes = dataset.taxonomy.head("disease").codes
-    p_idx = codes.index(pred.top.code)
+    m_idx = codes.index(pred.top.code)
+    shown = int(result.predicted()[index]) if result.done[index] else -1
+    p_idx = shown if shown >= 0 else m_idx
     t_idx = int(dataset.disease[index])
     classes = [p_idx] if t_idx < 0 or t_idx == p_idx else [p_idx, t_idx]
     cams = photo_cams(explain_model, image, predictor, classes) if explain_model is not None else None
@@ -113,5 +130,6 @@ def inspect_photo(predictor: Predictor, explain_model: Any, dataset: EvalDataset
     if neighbours is not None and result.embeddings is not None and np.isfinite(result.embeddings[index]).all():
         near = neighbours.query(result.embeddings[index], t_idx, k, exclude=index,
                                 exclude_hash=dataset.images.hash(index))
-    return PhotoInspection(index, image, pred, _heads(dataset, index, pred, predictor.bundle.threshold("attributes")),
-                           cam_true, cam_pred, t_idx, p_idx, mask, loc, near)
+    heads = _heads(dataset, result, index, pred, predictor.bundle.threshold("attributes"))
+    prob = float(result.disease[index, p_idx]) if shown >= 0 else float(pred.top.probability)
+    return PhotoInspection(index, image, pred, heads, cam_true, cam_pred, t_idx, p_idx, m_idx, prob, mask, loc, near)

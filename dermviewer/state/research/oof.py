@@ -19,9 +19,10 @@ from dermviewer.state.research.errors import DatasetError
 from dermviewer.state.research.images import NoImages
 from dermviewer.state.research.mapping import LabelStatus
 from dermviewer.state.research.result import EvalResult
+from engine.bundle import Bundle
 from engine.taxonomy import Taxonomy
 
-__all__ = ["open_oof"]
+__all__ = ["align_result", "oof_source_of", "open_oof"]
 
 
 def _strings(ds: h5py.Dataset) -> list[str]:
@@ -71,3 +72,42 @@ def open_oof(path: str | Path, manifest: str | Path | None = None) -> tuple[Eval
         embeddings=emb, done=np.ones(n, bool), folds=folds,
     )
     return ds, result
+
+
+def oof_source_of(bundle: Bundle) -> tuple[Path | None, Path | None]:
+    """The out-of-fold file shipped beside a bundle (``<stem>.oof.h5``) and the dataset spec it was
+    trained on, from the bundle's provenance (``config.data.spec``, relative to the repository root
+    where training ran; only found when that checkout is here). Either may be None."""
+    if bundle.path is None:
+        return None, None
+    path = Path(bundle.path)
+    oof = path.with_name(path.stem + ".oof.h5")
+    spec_name = ((bundle.provenance.get("config") or {}).get("data") or {}).get("spec")
+    spec = None
+    if isinstance(spec_name, str) and spec_name:
+        import resources
+
+        for base in (Path(resources.__file__).resolve().parents[1], Path.cwd()):
+            if (base / spec_name).is_file():
+                spec = base / spec_name
+                break
+    return (oof if oof.is_file() else None), spec
+
+
+def align_result(result: EvalResult, source_ids: list[str], target_ids: list[str]) -> EvalResult:
+    """Reorder an evaluation of ``source_ids`` onto ``target_ids`` (ids it lacks are not done)."""
+    where = {v: i for i, v in enumerate(source_ids)}
+    rows = np.array([where.get(t, -1) for t in target_ids], dtype=np.int64)
+    found = rows >= 0
+    probs = {}
+    for head, p in result.probs.items():
+        out = np.full((len(rows), p.shape[1]), np.nan, np.float32)
+        out[found] = p[rows[found]]
+        probs[head] = out
+    emb = None
+    if result.embeddings is not None:
+        emb = np.full((len(rows), result.embeddings.shape[1]), np.nan, np.float32)
+        emb[found] = result.embeddings[rows[found]]
+    done = np.zeros(len(rows), bool)
+    done[found] = result.done[rows[found]]
+    return EvalResult(result.model_key, result.model_name, probs, emb, done)

@@ -1,9 +1,11 @@
 """Dataset-level corruption sweeps (Mishra et al., robustness protocol §2.3; their Table 5 and the
 accuracy-vs-severity figures): every chosen corruption at every level over a set of photos.
 
-Per (corruption, level): accuracy and BMA (``engine.metrics.classification_report``), the
-prediction-flip rate (share of photos whose top diagnosis differs from the clean prediction) and the
-confusion matrix, so the panel can show the matrix under any corruption. Corruptions are seeded per
+The clean photos are predicted first by the same model (point ``clean``, level 0), so every curve
+starts from what this model says without corruption. Per (corruption, level): accuracy and BMA
+(``engine.metrics.classification_report``), the prediction-flip rate (share of photos whose top
+diagnosis differs from the clean prediction) and the confusion matrix, so the panel can show the
+matrix under any corruption. Corruptions are seeded per
 photo (``seed + index``), so a sweep is reproducible. A plain generator: cancel check in, progress out.
 """
 
@@ -67,7 +69,6 @@ def sweep_dataset(
     predictor: Predictor,
     dataset: EvalDataset,
     indices: Sequence[int],
-    clean_pred: np.ndarray,
     corruptions: Sequence[str],
     levels: Sequence[int] = LEVELS,
     *,
@@ -85,25 +86,26 @@ def sweep_dataset(
     keep = [i for i in (int(j) for j in indices) if i in images and dataset.disease[i] >= 0]
     y = dataset.disease[keep]
     codes = dataset.taxonomy.head("disease").codes
-    total, done = len(keep) * len(corruptions) * len(levels), 0
+    total, done = len(keep) * (1 + len(corruptions) * len(levels)), 0
     points: list[SweepPoint] = []
+    clean: np.ndarray | None = None
     yield SweepProgress(0, total, 0.0)
-    for name in corruptions:
-        for level in levels:
-            probs = []
-            for start in range(0, len(keep), batch_size):
-                if cancelled():
-                    return
-                chunk = keep[start : start + batch_size]
-                batch = [corrupt(images[i], name, int(level), seed=seed + i) for i in chunk]
-                probs.append(predictions_to_rows(predictor.predict_batch(batch))[0]["disease"])
-                done += len(chunk)
-                yield SweepProgress(done, total, time.perf_counter() - t0, list(points))
-            p = np.concatenate(probs).astype(np.float64)
-            p /= p.sum(axis=1, keepdims=True)
-            rep = classification_report(y, p, codes, k=(1,))
-            flips = float(np.mean(p.argmax(axis=1) != clean_pred[keep]))
-            points.append(SweepPoint(name, int(level), len(keep), rep.accuracy, rep.balanced_accuracy, flips,
-                                     rep.confusion))
+    for name, level in [("clean", 0)] + [(c, int(lv)) for c in corruptions for lv in levels]:
+        probs = []
+        for start in range(0, len(keep), batch_size):
+            if cancelled():
+                return
+            chunk = keep[start : start + batch_size]
+            batch = [images[i] if name == "clean" else corrupt(images[i], name, level, seed=seed + i) for i in chunk]
+            probs.append(predictions_to_rows(predictor.predict_batch(batch))[0]["disease"])
+            done += len(chunk)
             yield SweepProgress(done, total, time.perf_counter() - t0, list(points))
+        p = np.concatenate(probs).astype(np.float64)
+        p /= p.sum(axis=1, keepdims=True)
+        if clean is None:
+            clean = p.argmax(axis=1)
+        rep = classification_report(y, p, codes, k=(1,))
+        flips = float(np.mean(p.argmax(axis=1) != clean))
+        points.append(SweepPoint(name, level, len(keep), rep.accuracy, rep.balanced_accuracy, flips, rep.confusion))
+        yield SweepProgress(done, total, time.perf_counter() - t0, list(points))
     yield SweepProgress(done, total, time.perf_counter() - t0, list(points), finished=True)

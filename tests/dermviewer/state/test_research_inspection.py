@@ -92,13 +92,17 @@ def test_dataset_localisation_counts_photos_without_masks(predictor, explain_mod
 def test_a_corruption_sweep_scores_every_level(predictor, evaluated) -> None:
     ds, res = evaluated
     idx = sample_indices(ds.disease, 6)
-    items = list(sweep_dataset(predictor, ds, idx, res.predicted(), ["gaussian_blur"], [1, 5], batch_size=6))
+    items = list(sweep_dataset(predictor, ds, idx, ["gaussian_blur"], [1, 5], batch_size=6))
     last = items[-1]
-    assert last.finished and last.done == last.total == 2 * len(idx)
-    assert [(p.corruption, p.level) for p in last.points] == [("gaussian_blur", 1), ("gaussian_blur", 5)]
+    assert last.finished and last.done == last.total == 3 * len(idx)
+    assert [(p.corruption, p.level) for p in last.points] == [("clean", 0), ("gaussian_blur", 1),
+                                                              ("gaussian_blur", 5)]
+    clean = last.points[0]
+    assert clean.flip_rate == 0
+    assert clean.accuracy == pytest.approx(np.mean(res.predicted()[idx] == ds.disease[idx]))
     for p in last.points:
         assert 0 <= p.flip_rate <= 1 and p.confusion.sum() == len(idx)
     # stopping between batches yields no finished item
-    stopped = list(sweep_dataset(predictor, ds, idx, res.predicted(), ["jpeg"], [3], batch_size=2,
+    stopped = list(sweep_dataset(predictor, ds, idx, ["jpeg"], [3], batch_size=2,
                                  cancelled=lambda: True))
     assert not any(s.finished for s in stopped)
