@@ -60,8 +60,9 @@ class CaseListWidget(QListWidget):
         if c.status is CaseStatus.FAILED:
             item.setIcon(self._failed_icon)
             item.setToolTip(c.error or str(c.path))
-        elif c.thumbnail is not None:
-            item.setIcon(QIcon(to_qpixmap(c.thumbnail)))
+            return
+        item.setToolTip(str(c.path))  # a reset (new model) row loses its old error too
+        item.setIcon(QIcon(to_qpixmap(c.thumbnail)) if c.thumbnail is not None else self._pending_icon)
 
     def _current(self, index: int) -> None:
         if self.currentRow() != index:

@@ -20,7 +20,7 @@ from dermviewer.qt.convert import image_pyramid
 from dermviewer.qt.workers import QtExecutor
 from dermviewer.state.app_state import AppState
 from dermviewer.state.coordinator import Coordinator
-from dermviewer.state.executor import ThreadBudget
+from dermviewer.state.executor import ComputeSlots, ThreadBudget
 from dermviewer.state.whatif import WhatIfParams
 
 __all__ = ["Controller", "QtTimer"]
@@ -64,7 +64,7 @@ class Controller(QObject):
         self.state = state
         self.budget = budget or ThreadBudget.for_machine()
         self.budget.apply()
-        self.executor = QtExecutor(self)
+        self.executor = QtExecutor(self, ComputeSlots(self.budget.slots))
         self.coordinator = c = Coordinator(state, self.executor, timer=QtTimer(self), prepare_image=image_pyramid,
                                            budget=self.budget, debounce_s=debounce_s)
         c.model_loaded.connect(lambda _info: self.model_loaded.emit())

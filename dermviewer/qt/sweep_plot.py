@@ -52,6 +52,8 @@ class SweepPlot(FigureCanvasQTAgg):
 
     def show_result(self, result: SweepResult | None) -> None:
         """Draw a (partial) sweep, or clear the plot with ``None``."""
+        if result is None and self.result is None:
+            return  # already empty: a matplotlib redraw costs tens of ms, don't pay it on every photo
         self.result = result
         for name, line in self.lines.items():
             levels, probs = result.series(name) if result is not None else ([], [])

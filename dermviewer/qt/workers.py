@@ -2,10 +2,12 @@
 
 Each job becomes a superqt ``GeneratorWorker`` (``create_worker``): yielded items arrive as ``yielded``,
 the return value as ``returned``, any exception as ``errored``, and ``quit()`` aborts between items.
-Each :class:`~dermviewer.state.executor.Lane` is a one-thread ``QThreadPool``, so lanes run side by side
-and jobs within a lane in order; a lower lane's job waits between items while a higher lane works
-(:class:`~dermviewer.state.executor.LaneGate`). Thread counts inside each job are the app's
-:class:`~dermviewer.state.executor.ThreadBudget`, set once by the controller.
+Each :class:`~dermviewer.state.executor.Lane` is a one-thread ``QThreadPool``, so each lane keeps its own
+queue in order, and the lanes share the budget's compute slots
+(:class:`~dermviewer.state.executor.ComputeSlots`): a job holds one while it computes -- a generator job
+only for each step, never across a ``yield`` -- and a free slot goes to the highest lane waiting. Thread
+counts inside each job are the app's :class:`~dermviewer.state.executor.ThreadBudget`, set once by the
+controller.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal
 from superqt.utils import GeneratorWorker, create_worker
 
-from dermviewer.state.executor import ErrorCallback, Job, Lane, LaneGate, ProgressCallback, ResultCallback
+from dermviewer.state.executor import ComputeSlots, ErrorCallback, Job, Lane, ProgressCallback, ResultCallback
 
 __all__ = ["QtExecutor", "QtJobHandle"]
 
@@ -78,9 +80,9 @@ class QtExecutor(QObject):
 
     busy_changed = Signal(int)
 
-    def __init__(self, parent: QObject | None = None, gate: LaneGate | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, slots: ComputeSlots | None = None) -> None:
         super().__init__(parent)
-        self.gate = gate or LaneGate()
+        self.slots = slots or ComputeSlots(1)
         self.pools: dict[Lane, QThreadPool] = {}
         for lane in Lane:
             pool = QThreadPool(self)
@@ -101,32 +103,34 @@ class QtExecutor(QObject):
             handle.cancel()
             handle._finished = True
             return handle
-        gate = self.gate
+        slots = self.slots
+
+        def cancelled() -> bool:
+            return handle.cancelled
 
         def work() -> Iterator[_Box]:  # runs on the lane's thread
-            if lane is not Lane.INTERACTIVE:
-                gate.wait_turn(lane, lambda: handle.cancelled)
             try:
-                out = job()
-                if not inspect.isgenerator(out):
-                    return _Box(out)
+                with slots.hold(lane, cancelled) as ok:
+                    if not ok:
+                        return _Box(None)  # cancelled while waiting: nothing is delivered
+                    out = job()
+                    if not inspect.isgenerator(out):
+                        return _Box(out)
                 handle.generator = out
                 while True:
-                    try:
-                        item = next(out)
-                    except StopIteration as stop:
-                        return _Box(stop.value)
-                    yield _Box(item)
-                    if lane is not Lane.INTERACTIVE:
-                        gate.wait_turn(lane, lambda: handle.cancelled)
+                    with slots.hold(lane, cancelled) as ok:
+                        if not ok:
+                            return _Box(None)
+                        try:
+                            item = next(out)
+                        except StopIteration as stop:
+                            return _Box(stop.value)
+                    yield _Box(item)  # outside the slot: an aborted worker must not keep one
             except Exception as exc:
                 raise _JobFailed(exc) from exc
 
         worker = create_worker(work, _start_thread=False, _ignore_errors=True)
         handle.worker = worker
-        direct = Qt.ConnectionType.DirectConnection  # on the worker thread, so the gate is exact
-        worker.started.connect(lambda: gate.enter(lane), direct)
-        worker.finished.connect(lambda: gate.leave(lane), direct)
 
         def live() -> bool:
             return not (self._closed or handle.cancelled)

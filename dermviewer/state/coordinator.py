@@ -19,7 +19,10 @@ API for other modes (research, annotate) that plug into the same coordinator and
 - :meth:`Coordinator.run` ``(job, lane=..., on_result=, on_error=, on_progress=)`` runs any job on the
   shared executor (see :mod:`dermviewer.state.executor` for the job protocol and the lanes: interactive
   first, then explanations, then batch). Results produced under a model that has since been replaced are
-  dropped; the returned handle cancels it. :attr:`Coordinator.busy` covers these jobs too.
+  dropped; the returned handle cancels it. :attr:`Coordinator.busy` covers these jobs too. A research
+  evaluation, for instance: ``co.run(lambda: run_evaluation(...), Lane.BATCH, on_result=show,
+  on_progress=bar)`` -- its generator is stopped between yields on ``handle.cancel()``, so the
+  ``cancelled`` argument such generators take can stay at its default.
 - Events (:class:`~dermviewer.state.events.Signal`): ``model_loaded(info)``, ``case_shown(view)``,
   ``whatif_shown(whatif)``, ``gradcam_shown(layer)``, ``folder_progress(done, total)``,
   ``folder_finished()``, ``sweep_progress(done, total, result)``, ``sweep_finished()``,
@@ -275,6 +278,7 @@ class Coordinator:
             case.thumbnail, case.metadata = thumb, view.metadata
             self.state.cases.notify_changed(case)
             if self._case_ticket.is_current(ticket):
+                self.cancel_sweep()  # one started on the photo shown until now ends with it
                 self.prepared = prepared
                 self.state.set_view(view)
                 self.case_shown.emit(view)
@@ -285,6 +289,7 @@ class Coordinator:
             case.set_result(None, str(exc) or f"{case.path}: {exc.__class__.__name__}")
             self.state.cases.notify_changed(case)
             if self._case_ticket.is_current(ticket):
+                self.cancel_sweep()
                 self.prepared = None
                 self.state.set_view(None)
             self._error(exc)

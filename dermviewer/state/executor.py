@@ -11,24 +11,24 @@ generator function reports each yielded item to ``on_progress`` and is cancelled
 ``return`` value goes to ``on_result``. Any ``Exception`` goes to ``on_error``. After ``cancel()`` no
 callback of that job is called again (a cancelled job simply goes quiet).
 
-The thread budget (napari and torch alike: one owner per machine resource) lives here too:
-:class:`ThreadBudget` decides how many threads torch, ONNX Runtime and OpenCV may use, once for the
-whole app, so two lanes never each drive every core; :class:`LaneGate` lets lower lanes' generator jobs
-wait between items while higher-priority work runs (interactive first, then explanations, then batch).
+The thread budget (one owner per machine resource) lives here too: :class:`ThreadBudget` decides how
+many threads torch, ONNX Runtime and OpenCV may use and how many jobs may compute at once, for the whole
+app, so two lanes never each drive every core; :class:`ComputeSlots` hands the compute slots out by
+priority (interactive first, then explanations, then batch), between the items of long jobs.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Protocol
 
-__all__ = ["Executor", "Job", "JobHandle", "Lane", "LaneGate", "ManualExecutor", "ManualTimer", "ThreadBudget", "Timer",
-           "available_cores", "run_job"]
+__all__ = ["ComputeSlots", "Executor", "Job", "JobHandle", "Lane", "ManualExecutor", "ManualTimer", "ThreadBudget",
+           "Timer", "available_cores", "run_job"]
 
 Job = Callable[[], Any]
 ResultCallback = Callable[[Any], None]
@@ -167,30 +167,34 @@ def available_cores() -> int:
 
 @dataclass(frozen=True)
 class ThreadBudget:
-    """How many threads each library may use, for the whole app.
+    """How many threads each library may use, and how many jobs may compute at once, for the whole app.
 
-    Two lanes can run model forwards at once (interactive and batch, or interactive and Grad-CAM). If each
-    drives torch's intra-op pool at the full core count, their OpenMP teams fight for the cores and spin:
-    on a 2-core machine one 27 ms prediction took 2.3 s. So the intra-op pools get ``cores // 2`` threads
-    (at least one) and the lower lanes wait between items while interactive work runs (:class:`LaneGate`).
+    Lanes that each drive torch's intra-op pool at the full core count fight for the cores and spin: on
+    a 2-core machine one 27 ms prediction took 2.3 s with two runners competing. torch's pool is
+    process-wide (``set_num_threads`` in one thread changes it for all), so lanes cannot get different
+    counts. Instead each forward gets ``torch_threads`` and at most ``slots`` jobs compute at once
+    (:class:`ComputeSlots`), with ``torch_threads * slots <= cores``: on up to 4 cores one job at a time
+    on every core (a small model gains little from sharing 2 cores two ways, and the user's photo then
+    runs at full speed), on more cores two jobs on half the cores each.
     """
 
     cores: int
     torch_threads: int
     ort_threads: int
     cv2_threads: int
+    slots: int
 
     @classmethod
     def for_machine(cls, cores: int | None = None) -> ThreadBudget:
         n = cores if cores is not None else available_cores()
-        per_lane = max(1, n // 2)
-        return cls(cores=n, torch_threads=per_lane, ort_threads=per_lane, cv2_threads=per_lane)
+        per_job = n if n <= 4 else n // 2
+        return cls(cores=n, torch_threads=per_job, ort_threads=per_job, cv2_threads=per_job, slots=n // per_job)
 
     def apply(self) -> None:
         """Set torch's and OpenCV's pools (process-wide; call once, on the UI thread, before any model runs).
 
         ONNX Runtime has no process-wide setting: each session is built with ``ort_threads``
-        (``ModelHost(threads=...)``)."""
+        (``ModelHost.ort_threads``, set by the coordinator)."""
         import cv2
         import torch
 
@@ -198,41 +202,58 @@ class ThreadBudget:
         cv2.setNumThreads(self.cv2_threads)
 
 
-class LaneGate:
-    """Lower lanes yield to higher ones: a lane's generator job waits between items while any job of a
-    higher-priority lane is running. Thread-safe; the Qt executor calls :meth:`enter`/:meth:`leave` around
-    each job and :meth:`wait_turn` between a generator's items. The wait is bounded (``max_wait_s``) so a
-    stream of interactive work slows a folder run down but never stalls it."""
+class ComputeSlots:
+    """At most ``slots`` jobs compute at once; a free slot goes to the highest-priority lane waiting.
 
-    def __init__(self, max_wait_s: float = 2.0) -> None:
+    The Qt executor holds a slot around a plain job and around each step of a generator job (never
+    across a ``yield``), so a folder run gives way to the user's photo between two of its photos:
+    interactive work waits for at most one batch step, then runs alone on its threads. Thread-safe.
+    ``peak`` records the most slots ever held at once (tests check it never exceeds ``slots``).
+    """
+
+    def __init__(self, slots: int = 1) -> None:
+        self.slots = max(1, slots)
         self._cond = threading.Condition()
-        self._running: dict[Lane, int] = dict.fromkeys(Lane, 0)
-        self.max_wait_s = max_wait_s
+        self._held: dict[Lane, int] = dict.fromkeys(Lane, 0)
+        self._waiting: dict[Lane, int] = dict.fromkeys(Lane, 0)
+        self.peak = 0
 
-    def enter(self, lane: Lane) -> None:
+    @property
+    def held(self) -> dict[Lane, int]:
         with self._cond:
-            self._running[lane] += 1
+            return dict(self._held)
 
-    def leave(self, lane: Lane) -> None:
+    def acquire(self, lane: Lane, aborted: Callable[[], bool] = lambda: False) -> bool:
+        """Block until a slot is free and no higher lane is waiting for one; False if ``aborted()`` first."""
         with self._cond:
-            self._running[lane] -= 1
+            self._waiting[lane] += 1
+            try:
+                while True:
+                    if aborted():
+                        return False
+                    higher = any(self._waiting[o] for o in Lane if o < lane)
+                    if sum(self._held.values()) < self.slots and not higher:
+                        self._held[lane] += 1
+                        self.peak = max(self.peak, sum(self._held.values()))
+                        return True
+                    self._cond.wait(0.05)  # also re-checks ``aborted``
+            finally:
+                self._waiting[lane] -= 1
+                self._cond.notify_all()
+
+    def release(self, lane: Lane) -> None:
+        with self._cond:
+            self._held[lane] -= 1
             self._cond.notify_all()
 
-    def busier_than(self, lane: Lane) -> bool:
-        with self._cond:
-            return any(n for other, n in self._running.items() if other < lane)
-
-    def wait_turn(self, lane: Lane, aborted: Callable[[], bool] = lambda: False) -> float:
-        """Block while a higher lane runs (at most ``max_wait_s``, polling ``aborted``); returns seconds waited."""
-        t0 = time.monotonic()
-        deadline = t0 + self.max_wait_s
-        with self._cond:
-            while not aborted() and any(n for other, n in self._running.items() if other < lane):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(min(left, 0.05))
-        return time.monotonic() - t0
+    @contextmanager
+    def hold(self, lane: Lane, aborted: Callable[[], bool] = lambda: False) -> Iterator[bool]:
+        ok = self.acquire(lane, aborted)
+        try:
+            yield ok
+        finally:
+            if ok:
+                self.release(lane)
 
 
 class Timer(Protocol):

@@ -14,8 +14,7 @@ TIMEOUT = 60_000
 IMAGES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "pad_ufes_20" / "images"
 
 
-def test_closing_with_a_folder_run_and_a_sweep_running_stops_both(make_window, qtbot, photo: Path,
-                                                                  tmp_path: Path) -> None:
+def test_closing_with_a_folder_run_and_a_sweep_running_stops_both(make_window, qtbot, tmp_path: Path) -> None:
     folder = tmp_path / "clinic"
     folder.mkdir()
     for p in sorted(IMAGES.glob("*.jpg"))[:40]:
@@ -23,10 +22,10 @@ def test_closing_with_a_folder_run_and_a_sweep_running_stops_both(make_window, q
     win = make_window()
     qtbot.waitUntil(lambda: win.state.model.ready, timeout=TIMEOUT)
     with qtbot.waitSignal(win.controller.case_shown, timeout=TIMEOUT):
-        win.controller.open_paths([photo])
+        win.controller.open_paths([folder])
     with qtbot.waitSignal(win.controller.folder_progress, timeout=TIMEOUT,
                           check_params_cb=lambda done, _total: done >= 1):
-        win.controller.open_paths([folder])
+        pass
     with qtbot.waitSignal(win.controller.sweep_progress, timeout=TIMEOUT):
         win.controller.run_sweep()
     assert win.controller.busy

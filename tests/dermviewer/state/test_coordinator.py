@@ -254,3 +254,18 @@ def test_shutdown_cancels_queued_work_and_refuses_new_work(default_host, photos)
     co.open_paths([photos[2]])
     assert ex.run_pending() == 0
     assert rec.count("case_shown") == 0 and not co.busy
+
+
+def test_a_sweep_started_while_the_next_photo_loads_ends_when_that_photo_arrives(default_host, photos) -> None:
+    co, ex, _timer, _clock = _coordinator(default_host)
+    rec = Recorder(co)
+    co.open_paths([photos[0], photos[1]])
+    ex.run_pending()
+    co.state.cases.next()  # the second photo's analysis is queued; the first is still on screen
+    co.run_sweep()
+    assert ex.run_next(Lane.INTERACTIVE)
+    assert co.state.view.path == photos[1]
+    assert rec.count("sweep_finished") == 1  # the panel is told at once, not left "running"
+    ex.run_pending()
+    assert rec.count("sweep_progress") == 0
+    assert not co.busy
