@@ -1,4 +1,9 @@
-"""Model information and preferences dialogs (non-blocking where they only inform)."""
+"""Model information and preferences dialogs; neither blocks the app (they are opened, not exec'ed).
+
+Preferences are checked before they are taken: a device this machine does not have keeps the dialog
+open with the reason (instead of a saved setting whose every model load then fails), and the values
+go through :meth:`Settings.update`, the same rules that validate the settings file.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ def model_info_html(info: ModelInfo) -> str:
     e = html.escape
     rows = [
         ("Name", info.name), ("Version", info.version), ("File", info.path),
-        ("Backend", info.backend), ("Device", info.device),
+        ("SHA-256", info.sha256 or "unknown"), ("Backend", info.backend), ("Device", info.device),
         ("Trained", "NO — untrained placeholder, outputs are meaningless" if info.untrained else "yes"),
     ]
     out = ["<h2>Model</h2><table>"]
@@ -50,10 +55,11 @@ class ModelInfoDialog(QDialog):
         self.setWindowTitle(f"Model information — {info.title}")
         self.resize(620, 640)
         lay = QVBoxLayout(self)
-        browser = QTextBrowser()
-        browser.setOpenExternalLinks(False)  # the app opens no network connection
-        browser.setHtml(model_info_html(info))
-        lay.addWidget(browser, 1)
+        self.browser = QTextBrowser()
+        self.browser.setObjectName("model_info")
+        self.browser.setOpenExternalLinks(False)  # the app opens no network connection
+        self.browser.setHtml(model_info_html(info))
+        lay.addWidget(self.browser, 1)
         if info.card:
             card = QTextBrowser()
             card.setOpenExternalLinks(False)
@@ -69,23 +75,54 @@ class PreferencesDialog(QDialog):
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Preferences")
+        self.settings = settings
         form = QFormLayout(self)
         self.device = QComboBox()
+        self.device.setObjectName("device")
         self.device.addItems(list(DEVICES))
         self.device.setCurrentText(settings.device)
         self.backend = QComboBox()
+        self.backend.setObjectName("backend")
         self.backend.addItems(list(BACKENDS))
         self.backend.setCurrentText(settings.backend)
         form.addRow("Device", self.device)
         form.addRow("Backend", self.backend)
         form.addRow(QLabel("<small>The model is reloaded when these change. Grad-CAM always uses torch.</small>"))
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        self.error = QLabel()
+        self.error.setObjectName("preferences_error")
+        self.error.setStyleSheet("color: #922b21;")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        form.addRow(self.error)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        form.addRow(self.buttons)
+        self.changed = False  # after accept: whether device or backend changed (the model must be reloaded)
 
-    def apply_to(self, settings: Settings) -> bool:
-        """Write the choices; True when something changed (the model must be reloaded)."""
-        changed = (settings.device, settings.backend) != (self.device.currentText(), self.backend.currentText())
-        settings.device, settings.backend = self.device.currentText(), self.backend.currentText()
-        return changed
+    def choices(self) -> dict[str, str]:
+        return {"device": self.device.currentText(), "backend": self.backend.currentText()}
+
+    def problem(self) -> str | None:
+        """Why the chosen values cannot be used on this machine, or ``None``."""
+        from engine.errors import ModelConfigError
+        from engine.inference import resolve_device
+
+        try:
+            resolve_device(self.device.currentText())
+        except ModelConfigError as exc:
+            return exc.reason
+        return None
+
+    def accept(self) -> None:
+        """Take the values only if they can be used: otherwise say why and stay open."""
+        reason = self.problem()
+        refused = [] if reason else Settings().update(**self.choices())
+        if reason or refused:
+            self.error.setText("; ".join([reason] if reason else refused))
+            self.error.show()
+            return
+        before = (self.settings.device, self.settings.backend)
+        self.settings.update(**self.choices())
+        self.changed = before != (self.settings.device, self.settings.backend)
+        super().accept()

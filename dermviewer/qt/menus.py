@@ -176,23 +176,36 @@ def open_model_dialog(win: MainWindow) -> None:
         load_model_file(win, path)
 
 
-def show_model_info(win: MainWindow) -> None:
+def show_model_info(win: MainWindow) -> ModelInfoDialog | None:
     info = win.state.model.info
     if info is None:
         win.state.message.emit("warning", "No model is loaded yet.")
-        return
+        return None
     dlg = ModelInfoDialog(info, win)
     dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
     dlg.show()
+    return dlg
 
 
-def show_preferences(win: MainWindow) -> None:
+def show_preferences(win: MainWindow) -> PreferencesDialog:
+    """Open the preferences (window-modal, not a nested event loop); on OK they are saved at once and
+    the model is reloaded if the device or backend changed."""
     dlg = PreferencesDialog(win.state.settings, win)
-    if dlg.exec() and dlg.apply_to(win.state.settings):
-        win.state.settings.save()
-        if win.state.settings.model_path:
-            load_model_file(win, win.state.settings.model_path)
-    dlg.deleteLater()
+    dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+
+    def taken() -> None:
+        try:
+            win.state.settings.save()
+        except OSError as exc:
+            win.state.message.emit("warning", f"Settings not saved: {exc}")
+        info = win.state.model.info
+        model = info.path if info is not None and info.path else win.state.settings.model_path
+        if dlg.changed and model:
+            load_model_file(win, model)
+
+    dlg.accepted.connect(taken)
+    dlg.open()
+    return dlg
 
 
 def export_report(win: MainWindow, path: str | Path | None = None) -> Path | None:

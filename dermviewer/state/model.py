@@ -10,6 +10,7 @@ it reads only each file's JSON header, so listing stays instant however large th
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from engine.bundle import BUNDLE_SUFFIX, Bundle, load_bundle, read_bundle_header
 from engine.errors import BundleError
 from engine.inference import Predictor, onnx_predictor
 
-__all__ = ["LAZY_MODULES", "ONNX_MODULES", "ModelHost", "ModelInfo", "ShippedModel", "model_card_text",
+__all__ = ["LAZY_MODULES", "ONNX_MODULES", "ModelHost", "ModelInfo", "ShippedModel", "file_sha256", "model_card_text",
            "preload_model_imports", "resolve_model_choice", "shipped_models", "uses_onnx"]
 
 _log = logging.getLogger(__name__)
@@ -56,6 +57,18 @@ DEFAULT_STEM = "default"
 _KNOWN_LABELS = {DEFAULT_STEM: "Default", "student": "Student, faster"}
 
 
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in chunks (a ViT-B bundle is 400 MB); ``""`` when it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    except OSError:
+        return ""
+    return h.hexdigest()
+
+
 def model_card_text(bundle: Bundle) -> str | None:
     """The markdown model card shipped as ``resources/models/<name>.md`` or beside the bundle file."""
     candidates = []
@@ -85,6 +98,7 @@ class ModelInfo:
     provenance: dict[str, Any] = field(default_factory=dict)
     heads: dict[str, list[str]] = field(default_factory=dict)
     card: str | None = None
+    sha256: str = ""  # of the model file as it lies on disk (what `sha256sum FILE` prints)
 
     @property
     def title(self) -> str:
@@ -106,9 +120,10 @@ class ModelInfo:
         return out[:limit]
 
     @classmethod
-    def from_predictor(cls, predictor: Predictor) -> ModelInfo:
+    def from_predictor(cls, predictor: Predictor, sha256: str = "") -> ModelInfo:
         b = predictor.bundle
         return cls(
+            sha256=sha256,
             name=b.name,
             version=b.version,
             path=str(b.path or ""),
@@ -142,7 +157,7 @@ class ModelHost:
             predictor = onnx_predictor(path, device=device, onnx_threads=self.ort_threads)
         else:
             predictor = Predictor(load_bundle(path), device=device, backend=backend, onnx_threads=self.ort_threads)
-        info = ModelInfo.from_predictor(predictor)
+        info = ModelInfo.from_predictor(predictor, sha256=file_sha256(path))
         with self._lock:
             self._predictor, self._explain_model, self.info = predictor, None, info
         return info

@@ -116,6 +116,18 @@ class Settings:
         self.recent_files = self.recent_files[:MAX_RECENT]
         return self
 
+    def update(self, **changes: Any) -> list[str]:
+        """Set the fields in ``changes`` that hold usable values; one message per value refused (kept as it was)."""
+        messages = []
+        for name, value in changes.items():
+            if name not in _RULES:
+                messages.append(f"no setting {name!r}")
+            elif not _RULES[name][0](value):
+                messages.append(f"setting {name!r} cannot be {value!r} (expected {_RULES[name][1]})")
+            else:
+                setattr(self, name, value)
+        return messages
+
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:
         return cls.load_with_messages(path)[0]

@@ -163,3 +163,10 @@ def test_metadata_comes_from_the_manifest_beside_the_photo(photo: Path) -> None:
 def test_metadata_is_empty_without_a_manifest(tmp_path: Path) -> None:
     (tmp_path / "x.jpg").write_bytes(b"")
     assert photo_metadata(tmp_path / "x.jpg") == {}
+
+
+def test_update_takes_usable_values_and_names_the_refused_ones() -> None:
+    s = Settings()
+    notes = s.update(device="cpu", backend="tensorrt", top_k=0, colormap="magma", nonsense=1)
+    assert (s.device, s.backend, s.top_k, s.colormap) == ("cpu", "torch", 5, "magma")
+    assert len(notes) == 3 and "'tensorrt'" in notes[0] and "top_k" in notes[1] and "nonsense" in notes[2]
