@@ -13,8 +13,6 @@ controller.
 from __future__ import annotations
 
 import inspect
-import logging
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,13 +23,30 @@ from dermviewer.state.executor import ComputeSlots, ErrorCallback, Job, Lane, Pr
 
 __all__ = ["QtExecutor", "QtJobHandle"]
 
-_log = logging.getLogger(__name__)
 
+class _LaneWorker(GeneratorWorker):
+    """superqt's generator worker minus its warnings capture.
 
-def _log_warning(w: tuple[Any, ...]) -> None:
-    """A worker's warning, logged: superqt routes it here from its thread. (Re-issuing it through
-    ``warnings.showwarning`` could land in another running worker's hook, which is process-wide.)"""
-    _log.warning("in a worker: %s", warnings.formatwarning(*w[:4]).strip())
+    ``WorkerBase.run`` wraps the job in ``warnings.catch_warnings()``, which swaps process-wide state
+    (``warnings.filters``, ``warnings.showwarning``). Lanes run side by side, and two workers that end in
+    the order they started restore that state crosswise: afterwards every warning in the process went to a
+    finished worker's signal, i.e. nowhere. Jobs' warnings therefore take the ordinary route here.
+    Everything else -- ``yielded``, ``returned``, ``errored``, ``quit()`` between items -- is superqt's.
+    """
+
+    def run(self) -> None:
+        self.started.emit()
+        self._running = True
+        try:
+            result = self.work()
+            if isinstance(result, Exception):
+                raise result
+            if not self.abort_requested:
+                self.returned.emit(result)
+        except Exception as exc:  # noqa: BLE001 -- superqt's contract: every failure becomes ``errored``
+            self.errored.emit(exc)
+        self._running = False
+        self.finished.emit()
 
 
 class _Box:
@@ -129,7 +144,7 @@ class QtExecutor(QObject):
             except Exception as exc:
                 raise _JobFailed(exc) from exc
 
-        worker = create_worker(work, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(work, _start_thread=False, _ignore_errors=True, _worker_class=_LaneWorker)
         handle.worker = worker
 
         def live() -> bool:
@@ -142,7 +157,6 @@ class QtExecutor(QObject):
         if on_error is not None:
             worker.errored.connect(
                 lambda exc: on_error(exc.original if isinstance(exc, _JobFailed) else exc) if live() else None)
-        worker.warned.connect(_log_warning)
         worker.finished.connect(lambda: self._ended(handle))
         self._active.append(handle)
         self.busy_changed.emit(len(self._active))

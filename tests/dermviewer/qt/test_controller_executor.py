@@ -71,3 +71,34 @@ def test_a_cancelled_generator_stops_between_items_and_is_closed(qtbot) -> None:
     assert closed.is_set()
     assert box[0].cancelled and box[0].finished
     assert all(n == 0 for n in ex.slots.held.values())
+
+
+def test_overlapping_jobs_leave_the_process_warning_state_alone(qtbot) -> None:
+    """superqt's own run() swaps ``warnings`` state per worker; two overlapping workers ending in start
+    order used to leave ``warnings.showwarning`` pointing at a finished worker (every later warning lost)."""
+    import warnings
+
+    from PySide6.QtCore import Qt
+
+    from dermviewer.state.executor import ComputeSlots
+
+    shown, filters = warnings.showwarning, list(warnings.filters)
+    ex = QtExecutor(slots=ComputeSlots(2))
+    b_started, a_finished = threading.Event(), threading.Event()
+
+    def a():
+        assert b_started.wait(10)
+        return "a"
+
+    def b():
+        b_started.set()
+        assert a_finished.wait(10)
+        return "b"
+
+    ha = ex.submit(a, lane=Lane.INTERACTIVE)
+    ha.worker.finished.connect(a_finished.set, Qt.ConnectionType.DirectConnection)
+    ex.submit(b, lane=Lane.EXPLAIN)
+    qtbot.waitUntil(lambda: ex.active == 0, timeout=TIMEOUT)
+    assert a_finished.is_set()
+    assert warnings.showwarning is shown
+    assert warnings.filters == filters
