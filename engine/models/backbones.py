@@ -1,8 +1,8 @@
 """Shared backbones producing ``(B, 1 + N, D)`` tokens (class token first) for the task heads.
 
 Two kinds: a timm ViT (the paper's ViT-B/16 at 384 px), and a hybrid whose patch embedding is
-an ImageNet-pretrained EfficientNet-Lite0 cut at stride 16 (the CPU default, since no
-pretrained ViT weights can be had offline). Both expose ``blocks`` as a ``ModuleList`` of
+an ImageNet-pretrained EfficientNet-Lite0/1/2 at stride 16 (the CPU models, since no pretrained ViT
+weights can be had offline). Both expose ``blocks`` as a ``ModuleList`` of
 :class:`~engine.models.blocks.Block` so distillation can keep chosen layers.
 """
 
@@ -18,7 +18,7 @@ from engine.errors import ModelConfigError
 from engine.models.blocks import Block
 from engine.models.config import ModelConfig
 
-__all__ = ["HybridLite0Backbone", "TokenBackbone", "ViTBackbone", "build_backbone"]
+__all__ = ["HybridLite0Backbone", "HybridLiteBackbone", "TokenBackbone", "ViTBackbone", "build_backbone"]
 
 
 class TokenBackbone(nn.Module):
@@ -40,18 +40,34 @@ class TokenBackbone(nn.Module):
         return x, attns
 
 
-class HybridLite0Backbone(TokenBackbone):
-    """EfficientNet-Lite0 stages 0..``stem_stages-1`` (stride 16, 112 channels) -> 1x1 conv -> tokens."""
+class HybridLiteBackbone(TokenBackbone):
+    """An ImageNet EfficientNet-Lite stem at stride 16 -> 1x1 conv -> tokens (the CPU models' patch embedding).
+
+    ``stem_stages`` 4 or 5 keep the CNN's first stages (80 / 112 channels for Lite0); 7 keeps the whole
+    pretrained network including its 1280-channel head convolution, with the last two stages dilated
+    (timm's ``output_stride=16``), so the transformer layers start from the features a fine-tuned CNN
+    would pool. ``cls_init="gap"`` starts the class token at the mean of the patch tokens (plus a learned
+    offset), so a disease head reading the class token begins where the CNN's global pooling is.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        from engine.models.efficientnet_lite import create_efficientnet_lite0
+        from engine.models.efficientnet_lite import create_efficientnet_lite
 
-        if not 4 <= cfg.stem_stages <= 5:
-            raise ModelConfigError("stem_stages must be 4 or 5 to keep stride 16")
-        cnn = create_efficientnet_lite0(pretrained=cfg.pretrained)
-        self.stem = nn.Sequential(cnn.conv_stem, cnn.bn1, *[cnn.blocks[i] for i in range(cfg.stem_stages)])
-        stem_ch = 80 if cfg.stem_stages == 4 else 112
+        variant = int(cfg.backbone.removeprefix("hybrid_lite"))
+        if cfg.stem_stages not in (4, 5, 7):
+            raise ModelConfigError("stem_stages must be 4, 5 or 7 (the whole network, dilated) to keep stride 16")
+        whole = cfg.stem_stages == 7
+        cnn = create_efficientnet_lite(variant, pretrained=cfg.pretrained, **({"output_stride": 16} if whole else {}))
+        layers = [cnn.conv_stem, cnn.bn1, *[cnn.blocks[i] for i in range(cfg.stem_stages)]]
+        if whole:
+            layers += [cnn.conv_head, cnn.bn2]
+            stem_ch = int(cnn.num_features)
+        else:
+            last = cnn.blocks[cfg.stem_stages - 1][-1]
+            stem_ch = int((last.conv_pwl if hasattr(last, "conv_pwl") else last.conv_pw).out_channels)
+        self.stem = nn.Sequential(*layers)
+        self.cls_init = cfg.cls_init
         self.embed_dim = cfg.embed_dim
         self.proj = nn.Conv2d(stem_ch, cfg.embed_dim, kernel_size=1)
         gh, gw = cfg.grid_size
@@ -72,7 +88,12 @@ class HybridLite0Backbone(TokenBackbone):
                 f"input gives {tokens.shape[1]} tokens but the model was built for {self.pos_embed.shape[1] - 1}"
             )
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
+        if self.cls_init == "gap":
+            cls = cls + tokens.mean(dim=1, keepdim=True)
         return self.pos_drop(torch.cat([cls, tokens], dim=1) + self.pos_embed)
+
+
+HybridLite0Backbone = HybridLiteBackbone  # the first release's name
 
 
 class ViTBackbone(TokenBackbone):
@@ -138,8 +159,8 @@ def load_local_vit_checkpoint(vit: Any, path: Path) -> None:
 
 
 def build_backbone(cfg: ModelConfig) -> TokenBackbone:
-    if cfg.backbone == "hybrid_lite0":
-        return HybridLite0Backbone(cfg)
+    if cfg.backbone in ("hybrid_lite0", "hybrid_lite1", "hybrid_lite2"):
+        return HybridLiteBackbone(cfg)
     if cfg.backbone.startswith("vit:"):
         return ViTBackbone(cfg)
     raise ModelConfigError(f"unknown backbone {cfg.backbone!r}")

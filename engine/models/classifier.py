@@ -26,10 +26,12 @@ class PlainClassifier(nn.Module):
 
         self.cfg = cfg
         kind, _, name = cfg.backbone.partition(":")
-        if kind == "cnn" and name in ("lite0", "tf_efficientnet_lite0"):
-            from engine.models.efficientnet_lite import create_efficientnet_lite0
+        lite = {"lite0": 0, "lite1": 1, "lite2": 2, "tf_efficientnet_lite0": 0, "tf_efficientnet_lite1": 1,
+                "tf_efficientnet_lite2": 2}
+        if kind == "cnn" and name in lite:
+            from engine.models.efficientnet_lite import create_efficientnet_lite
 
-            trunk: Any = create_efficientnet_lite0(pretrained=cfg.pretrained)
+            trunk: Any = create_efficientnet_lite(lite[name], pretrained=cfg.pretrained)
             trunk.reset_classifier(0)
         elif kind in ("cnn", "vit"):
             trunk = timm.create_model(name, pretrained=False, num_classes=0, **_size_kw(kind, cfg))

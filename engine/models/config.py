@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from engine.context import ContextEncoding, ContextError
 from engine.errors import ModelConfigError
 
 __all__ = ["FUSIONS", "HEADS_ORDER", "ModelConfig"]
@@ -17,8 +18,10 @@ FUSIONS = ("none", "concat", "cim")
 class ModelConfig:
     """Everything needed to rebuild a model's modules; weights come separately.
 
-    ``backbone`` is ``"hybrid_lite0"`` (ImageNet EfficientNet-Lite0 stem to stride 16, then
-    ``depth`` transformer layers) or ``"vit:<timm name>"`` (a timm ViT whose first ``depth`` blocks
+    ``backbone`` is ``"hybrid_lite0"``, ``"hybrid_lite1"`` or ``"hybrid_lite2"`` (an ImageNet
+    EfficientNet-Lite stem to stride 16, then ``depth`` transformer layers; ``stem_stages`` 4 or 5 cut
+    the CNN there, 7 keeps the whole pretrained network with its last stages dilated to stride 16)
+    or ``"vit:<timm name>"`` (a timm ViT whose first ``depth`` blocks
     are shared and whose next blocks initialise the task heads), or ``"cnn:<timm name>"`` for the
     plain CNN baselines. Ablation rows of DermImitFormer Table 1 are ``heads`` x ``lsm`` x ``fusion``.
     """
@@ -41,6 +44,9 @@ class ModelConfig:
     pretrained: bool = True
     checkpoint_path: str | None = None
     stem_stages: int = 5
+    cls_init: str = "learned"  # "learned" | "gap": the class token starts as the mean of the stem's tokens
+    context_fields: tuple[str, ...] = ()  # clinical context fused into the disease embedding (engine.context)
+    context_sites: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if "disease" not in self.heads:
@@ -56,6 +62,21 @@ class ModelConfig:
         if missing:
             raise ModelConfigError(f"num_classes lacks {missing}")
         object.__setattr__(self, "heads", tuple(h for h in HEADS_ORDER if h in self.heads))
+        object.__setattr__(self, "context_fields", tuple(self.context_fields))
+        object.__setattr__(self, "context_sites", tuple(self.context_sites))
+        if self.cls_init not in ("learned", "gap"):
+            raise ModelConfigError(f"cls_init must be 'learned' or 'gap', got {self.cls_init!r}")
+        if self.context_fields:
+            self.context_encoding()  # validates the fields
+
+    def context_encoding(self) -> ContextEncoding | None:
+        """How the clinical context is encoded for this model, or ``None`` for a photo-only model."""
+        if not self.context_fields:
+            return None
+        try:
+            return ContextEncoding(self.context_fields, self.context_sites)
+        except ContextError as exc:
+            raise ModelConfigError(str(exc)) from exc
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -72,6 +93,8 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["heads"] = list(self.heads)
+        d["context_fields"] = list(self.context_fields)
+        d["context_sites"] = list(self.context_sites)
         return d
 
     @classmethod

@@ -21,7 +21,7 @@ from engine.models.cim import CrossInteraction
 from engine.models.config import ModelConfig
 from engine.models.lsm import LesionSelection
 
-__all__ = ["LSM_HEADS", "DermImitFormer", "HeadFeatures", "TaskHead"]
+__all__ = ["LSM_HEADS", "ContextFiLM", "DermImitFormer", "HeadFeatures", "TaskHead"]
 
 LSM_HEADS = ("disease", "attributes")
 
@@ -89,13 +89,18 @@ class DermImitFormer(nn.Module):
         self.embed_dim_fused = d * (1 + local_d + ("body_part" in cfg.heads) + ("attributes" in cfg.heads) + local_a)
         if cfg.fusion != "none":
             self.head_fused = _Classifier(self.embed_dim_fused, cfg.num_classes["disease"], cfg.drop_rate)
+        enc = cfg.context_encoding()
+        self.context_dim = enc.dim if enc is not None else 0
+        self.context_film = ContextFiLM(self.context_dim, self.embed_dim_fused) if enc is not None else None
 
     # timm-style split -------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> dict[str, HeadFeatures]:
         tokens, _ = self.backbone(x)
         return {name: head(tokens) for name, head in self.heads.items()}
 
-    def forward_head(self, feats: dict[str, HeadFeatures], pre_logits: bool = False) -> dict[str, torch.Tensor]:
+    def forward_head(
+        self, feats: dict[str, HeadFeatures], pre_logits: bool = False, context: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         fd = feats["disease"]
         own_d = [fd["g"], fd["local"]] if cfg.lsm else [fd["g"]]
@@ -108,11 +113,16 @@ class DermImitFormer(nn.Module):
             a = [tokens["g_A"], tokens["l_A"]] if cfg.lsm else [tokens["g_A"]]
             out["attributes"] = self.head_a(torch.cat(a, dim=-1))
         if cfg.fusion == "none":
-            out["disease_fused"] = out["disease"]
             embedding = torch.cat(own_d, dim=-1)
+            if self.context_film is not None:
+                embedding = self.context_film(embedding, context)
+                out["disease"] = self.head_d(embedding)
+            out["disease_fused"] = out["disease"]
         else:
             order = ["g_D", "l_D", "g_B", "g_A", "l_A"]
             embedding = torch.cat([tokens[k] for k in order if k in tokens], dim=-1)
+            if self.context_film is not None:
+                embedding = self.context_film(embedding, context)
             out["disease_fused"] = self.head_fused(embedding)
         out["embedding"] = embedding
         for h in LSM_HEADS:
@@ -144,14 +154,42 @@ class DermImitFormer(nn.Module):
                 tokens["l_A"] = feats["attributes"]["local"]
         return tokens
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``context`` (B, context_dim) from :class:`engine.context.ContextEncoding`; ``None`` = photo only."""
+        return self.forward_head(self.forward_features(x), context=context)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Backbone vs the rest, for discriminative learning rates and two-phase fine-tuning."""
-        backbone = list(self.backbone.parameters())
+        """Pretrained part vs the rest, for discriminative learning rates and two-phase fine-tuning.
+
+        On the hybrid stems only the pretrained CNN is "backbone"; its token projection, position
+        embedding and transformer layers start from random weights and learn at the heads' rate.
+        """
+        stem = getattr(self.backbone, "stem", None)
+        backbone = list(stem.parameters()) if stem is not None else list(self.backbone.parameters())
         ids = {id(p) for p in backbone}
         return {"backbone": backbone, "heads": [p for p in self.parameters() if id(p) not in ids]}
+
+
+class ContextFiLM(nn.Module):
+    """FiLM of the disease embedding by the clinical context: ``e * (1 + gamma(c)) + beta(c)``.
+
+    The MLP has no biases and GELU(0) = 0, so an all-absent context (zeros) is exactly the identity:
+    the photo-only differential of a context model is its image pathway, whatever the training saw.
+    The last layer starts at zero, so training begins from the photo-only model.
+    """
+
+    def __init__(self, context_dim: int, dim: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.context_dim = context_dim
+        last = nn.Linear(hidden, 2 * dim, bias=False)
+        nn.init.zeros_(last.weight)
+        self.net = nn.Sequential(nn.Linear(context_dim, hidden, bias=False), nn.GELU(), last)
+
+    def forward(self, embedding: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        if context is None:
+            return embedding
+        gamma, beta = self.net(context.to(embedding.dtype)).chunk(2, dim=-1)
+        return embedding * (1 + gamma) + beta
 
 
 class _Classifier(nn.Module):

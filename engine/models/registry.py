@@ -70,6 +70,21 @@ def dermimitformer_lite0() -> ModelConfig:
 
 
 @register_model
+def dermimitformer_lite2() -> ModelConfig:
+    """The second CPU default: the whole ImageNet EfficientNet-Lite2 (dilated to stride 16, 1280-channel
+    features) as patch embedding, class tokens started at the stem's global average, 1 shared + 2x3 head
+    layers; K=16 of 196 tokens at 224 px."""
+    return ModelConfig(backbone="hybrid_lite2", img_size=224, embed_dim=192, depth=1, num_heads=3, head_depth=2,
+                       top_k=16, stem_stages=7, cls_init="gap")
+
+
+@register_model
+def dermimitformer_lite1() -> ModelConfig:
+    """As ``dermimitformer_lite2`` on the EfficientNet-Lite1 stem."""
+    return dermimitformer_lite2().replace(backbone="hybrid_lite1")
+
+
+@register_model
 def dermimitformer_vit_b16_384() -> ModelConfig:
     """The paper's configuration: ViT-B/16 at 384 px, 10 shared + 2 head layers, K=24 of 576 tokens."""
     return ModelConfig(
@@ -97,6 +112,18 @@ def dermimitformer_tiny() -> ModelConfig:
 def lite0_classifier() -> ModelConfig:
     """Table 1's floor: fine-tuned ImageNet EfficientNet-Lite0, one linear layer per head."""
     return ModelConfig(arch="classifier", backbone="cnn:lite0", heads=("disease",), fusion="none", lsm=False)
+
+
+@register_model
+def lite1_classifier() -> ModelConfig:
+    """Fine-tuned ImageNet EfficientNet-Lite1 floor."""
+    return lite0_classifier().replace(backbone="cnn:lite1")
+
+
+@register_model
+def lite2_classifier() -> ModelConfig:
+    """Fine-tuned ImageNet EfficientNet-Lite2 floor (the strongest pretrained CNN available offline)."""
+    return lite0_classifier().replace(backbone="cnn:lite2")
 
 
 @register_model

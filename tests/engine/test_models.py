@@ -130,18 +130,40 @@ def test_registry_and_bad_configs():
         model_config("dermimitformer_tiny", heads=("disease",), fusion="cim")
 
 
-def test_lite0_weight_mapping_classifies_chelsea_as_a_cat():
-    """The packaged ImageNet weights, renamed onto timm's layers, must still see a cat."""
+@pytest.mark.parametrize(("variant", "size"), [(0, 224), (1, 240), (2, 260)])
+def test_lite_weight_mapping_classifies_chelsea_as_a_cat(variant: int, size: int) -> None:
+    """Each packaged ImageNet Lite checkpoint, renamed onto timm's layers, must still see a cat."""
     import cv2
     import skimage.data as skimage_data
 
-    from engine.models.efficientnet_lite import LITE0_MEAN, LITE0_STD, create_efficientnet_lite0
+    from engine.models.efficientnet_lite import LITE0_MEAN, LITE0_STD, create_efficientnet_lite
 
-    model = create_efficientnet_lite0(pretrained=True).eval()
-    img = cv2.resize(skimage_data.chelsea(), (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    model = create_efficientnet_lite(variant, pretrained=True).eval()
+    img = cv2.resize(skimage_data.chelsea(), (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
     x = torch.from_numpy(((img - LITE0_MEAN) / LITE0_STD).astype(np.float32)).permute(2, 0, 1)[None]
     with torch.no_grad():
         probs = model(x).softmax(-1)[0]
     cat_classes = [281, 282, 283, 284, 285]  # tabby, tiger cat, Persian, Siamese, Egyptian cat
     assert int(probs.argmax()) in cat_classes
     assert float(probs[cat_classes].sum()) > 0.8
+
+
+def test_whole_lite2_stem_keeps_a_stride_16_grid_and_its_pretrained_features() -> None:
+    """stem_stages=7: the whole Lite2 (dilated) gives 14x14 tokens at 224 px; only the CNN is 'backbone'."""
+    from engine.models.efficientnet_lite import create_efficientnet_lite
+
+    torch.manual_seed(0)
+    model = create_model("dermimitformer_lite2", num_classes={"disease": 6, "body_part": 14, "attributes": 6}).eval()
+    cnn = create_efficientnet_lite(2, pretrained=True).eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        out = model(x)
+        stem = model.backbone.stem(x)
+    assert out["lsm_disease"].shape == (1, 14 * 14)
+    assert stem.shape == (1, 1280, 14, 14)
+    # same weights as the ImageNet checkpoint: the stem's first conv is the packaged one
+    assert torch.equal(model.backbone.stem[0].weight, cnn.conv_stem.weight)
+    groups = model.param_groups()
+    stem_ids = {id(p) for p in model.backbone.stem.parameters()}
+    assert {id(p) for p in groups["backbone"]} == stem_ids
+    assert id(model.backbone.blocks[0].attn.qkv.weight) in {id(p) for p in groups["heads"]}
