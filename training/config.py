@@ -85,6 +85,8 @@ class AugmentConfig:
     corruptions: list[str] = field(default_factory=list)  # engine.corrupt names (robustness training)
     corruption_p: float = 0.0
     corruption_levels: tuple[int, ...] = (1, 2, 3, 4, 5)
+    context_drop_p: float = 0.3  # clinical context: each known field dropped with this probability
+    context_drop_all_p: float = 0.25  # ... and the whole context with this one (photo-only steps)
 
 
 @dataclass
@@ -124,6 +126,7 @@ class TrainConfig:
     freeze_bn_stats: bool = False  # BatchNorm in eval mode (small batches, DDP on CPU)
     val_fraction: float = 0.0  # patient-grouped validation split for best-checkpoint selection
     select_metric: str = "disease_fused.balanced_accuracy"
+    tta_hflip: bool = False  # CV test folds scored with the mean over the photo and its mirror image
     log_every: int = 10
     max_steps_per_epoch: int | None = None
     threads: int | None = None

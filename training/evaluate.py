@@ -82,8 +82,13 @@ def predict(
     device: torch.device | str = "cpu",
     amp: torch.dtype | None = None,
     loss_fn: MultiTaskLoss | None = None,
+    tta_hflip: bool = False,
 ) -> Predictions:
-    """Run ``model`` in eval mode over ``dataset`` (its eval preprocessing, optional fixed corruption)."""
+    """Run ``model`` in eval mode over ``dataset`` (its eval preprocessing, optional fixed corruption).
+
+    ``tta_hflip`` averages each head's probabilities over the photo and its mirror image (the CNN/detection
+    paper's flip TTA); embeddings, LSM outputs and the loss are those of the unflipped photo.
+    """
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -96,14 +101,20 @@ def predict(
     for batch in loader:
         x = batch["image"].to(device)
         ctx = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+        c = batch["context"].to(device) if "context" in batch else None
         with ctx:
-            out = model(x)
+            out = model(x) if c is None else model(x, c)
+            flipped = (model(x.flip(-1)) if c is None else model(x.flip(-1), c)) if tta_hflip else None
         for key in PROB_HEADS:
             if key not in out:
                 continue
             head = "disease" if key == "disease_fused" else key
-            logits = out[key].float()
-            p = torch.sigmoid(logits) if multi.get(head, False) else torch.softmax(logits, dim=-1)
+
+            def _p(o: dict[str, torch.Tensor], key: str = key, head: str = head) -> torch.Tensor:
+                logits = o[key].float()
+                return torch.sigmoid(logits) if multi.get(head, False) else torch.softmax(logits, dim=-1)
+
+            p = _p(out) if flipped is None else (_p(out) + _p(flipped)) / 2
             probs.setdefault(key, []).append(p.cpu().numpy())
         embs.append(out["embedding"].float().cpu().numpy())
         idx.append(batch["index"].numpy())

@@ -13,7 +13,7 @@ import json
 import pickle
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import torch
 import yaml
 from torch import nn
 
+from engine.context import ClinicalContext
 from engine.models import TABLE1_ROWS, ModelConfig, build_model, model_config
 from engine.preprocess import PreprocessConfig
 from engine.taxonomy import Taxonomy
@@ -97,8 +98,8 @@ def resolve_repo_path(path: str | Path) -> Path:
     return repo if repo.exists() else p
 
 
-def build_model_from_config(cfg: ExperimentConfig, taxonomy: Taxonomy) -> tuple[nn.Module, ModelConfig]:
-    """Registered model + Table 1 row + overrides, with class counts from the taxonomy."""
+def resolve_model_config(cfg: ExperimentConfig, taxonomy: Taxonomy) -> ModelConfig:
+    """Registered model + Table 1 row + overrides, with class counts (and context sites) from the taxonomy."""
     over: dict[str, Any] = {}
     if cfg.model.table1_row:
         if cfg.model.table1_row not in TABLE1_ROWS:
@@ -107,8 +108,14 @@ def build_model_from_config(cfg: ExperimentConfig, taxonomy: Taxonomy) -> tuple[
     over.update(cfg.model.overrides)
     if "heads" in over:
         over["heads"] = tuple(over["heads"])
+    if over.get("context_fields") and "body_part" in over["context_fields"]:
+        over.setdefault("context_sites", tuple(c.code for c in taxonomy.head("body_part").classes))
     base = model_config(cfg.model.name, **over)
-    mcfg = base.replace(num_classes={h: len(taxonomy.head(h)) for h in base.heads})
+    return base.replace(num_classes={h: len(taxonomy.head(h)) for h in base.heads})
+
+
+def build_model_from_config(cfg: ExperimentConfig, taxonomy: Taxonomy) -> tuple[nn.Module, ModelConfig]:
+    mcfg = resolve_model_config(cfg, taxonomy)
     model = build_model(mcfg)
     if cfg.model.init_from:
         load_weights(model, cfg.model.init_from)
@@ -175,10 +182,14 @@ def build_loss(cfg: ExperimentConfig, data: PackData, heads: tuple[str, ...], tr
 
 
 def make_dataset(cfg: ExperimentConfig, data: PackData, idx: np.ndarray, mcfg: ModelConfig, *, train: bool,
-                 corruption: tuple[str, int] | None = None) -> PackDataset:
+                 corruption: tuple[str, int] | None = None,
+                 contexts: Sequence[ClinicalContext | None] | None = None) -> PackDataset:
+    """``contexts`` (one per pack row) feeds an evaluation the clinical context; training draws its own."""
     tf = TrainTransform(cfg.augment, mcfg.img_size, cfg.data.mean, cfg.data.std) if train else None
     return PackDataset(data, idx, mcfg.heads, img_size=mcfg.img_size, mean=cfg.data.mean, std=cfg.data.std,
-                       transform=tf, seed=cfg.train.seed, corruption=corruption)
+                       transform=tf, seed=cfg.train.seed, corruption=corruption,
+                       context=mcfg.context_encoding(), contexts=contexts,
+                       context_drop=(cfg.augment.context_drop_p, cfg.augment.context_drop_all_p))
 
 
 def _limit(cfg: ExperimentConfig, data: PackData) -> np.ndarray:
@@ -334,7 +345,8 @@ def run_cv(cfg: ExperimentConfig, *, out: str | Path | None = None, root: str | 
         mcfg = fo.model_config
         device = resolve_device(cfg.train.device)
         preds = predict(fo.model, make_dataset(cfg, data, te, mcfg, train=False),
-                        batch_size=cfg.data.eval_batch_size, device=device, amp=amp_dtype(cfg.train.amp, device))
+                        batch_size=cfg.data.eval_batch_size, device=device, amp=amp_dtype(cfg.train.amp, device),
+                        tta_hflip=cfg.train.tta_hflip)
         preds.fold = np.full(len(te), f)
         m = compute_metrics(preds, data)
         m["wall_time_s"] = fo.result.wall_time_s

@@ -153,7 +153,8 @@ class Trainer:
                        generator=gen)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            out = self.ddp(mixed.images)
+            ctx = batch.get("context")
+            out = self.ddp(mixed.images) if ctx is None else self.ddp(mixed.images, ctx.to(self.device))
             loss = self.loss_fn(out, mixed.targets, mixed.masks)
             total = loss.total
             if self.extra_loss is not None:

@@ -8,10 +8,12 @@ import pytest
 import torch
 from trainhelp import REPO
 
-from engine.models import TABLE1_ROWS, create_model, model_config
+from engine.models import create_model, model_config
+from engine.taxonomy import load_taxonomy
 from training.config import ConfigError, OptimConfig, load_config
 from training.distill import default_keep_blocks, make_student, seed_student
 from training.optim import build_optimizer, build_scheduler
+from training.run import resolve_model_config
 
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "data" not in p.parts)
 
@@ -19,8 +21,9 @@ CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "data" not in 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_shipped_config_resolves(path: Path) -> None:
     cfg = load_config(path)
-    over = dict(TABLE1_ROWS[cfg.model.table1_row]) if cfg.model.table1_row else {}
-    model_config(cfg.model.name, **over, **cfg.model.overrides)
+    mcfg = resolve_model_config(cfg, load_taxonomy("pad_ufes_20"))
+    if "body_part" in mcfg.context_fields:  # the sites come from the taxonomy, in its order
+        assert len(mcfg.context_sites) == len(load_taxonomy("pad_ufes_20").head("body_part"))
     for member in cfg.ensemble:
         load_config(path.parent / member)
 

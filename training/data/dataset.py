@@ -15,8 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from engine.context import ClinicalContext, ContextEncoding
 from engine.preprocess import PreprocessConfig, preprocess
 from training.augment import TrainTransform
+from training.data.context import drop_fields, pack_contexts
 from training.data.pack import PackData
 
 __all__ = ["PackDataset", "ShardedSampler", "class_balanced_weights", "collate"]
@@ -37,6 +39,9 @@ class PackDataset(Dataset[dict[str, Any]]):
         transform: TrainTransform | None = None,
         seed: int = 0,
         corruption: tuple[str, int] | None = None,
+        context: ContextEncoding | None = None,
+        context_drop: tuple[float, float] = (0.0, 0.0),
+        contexts: Sequence[ClinicalContext | None] | None = None,
     ) -> None:
         self.data = data
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -46,6 +51,11 @@ class PackDataset(Dataset[dict[str, Any]]):
         self.seed = seed
         self.epoch = 0
         self.corruption = corruption  # fixed test-time corruption (robustness evaluation)
+        # Clinical context (engine.context): training drops fields at random (context_drop = (p, p_all));
+        # evaluation gives the photo only unless ``contexts`` (one per pack row) says otherwise.
+        self.context = context
+        self.context_drop = context_drop
+        self._contexts: Sequence[ClinicalContext | None] | None = contexts
         self._h5: h5py.File | None = None
         tax = data.taxonomy
         self._multi = {h: tax.head(h).multi_label for h in self.heads}
@@ -81,6 +91,9 @@ class PackDataset(Dataset[dict[str, Any]]):
             x = self.transform(rgb, rng)
         else:
             x = torch.from_numpy(preprocess(rgb, self.pre))
+        item: dict[str, Any] = {"image": x, "index": i}
+        if self.context is not None:
+            item["context"] = torch.from_numpy(self.context.encode(self._context_of(i)))
         targets: dict[str, torch.Tensor] = {}
         masks: dict[str, torch.Tensor] = {}
         for h in self.heads:
@@ -94,12 +107,25 @@ class PackDataset(Dataset[dict[str, Any]]):
                     t[int(lab)] = 1.0
                 targets[h] = t
                 masks[h] = torch.tensor(float(msk and lab >= 0))
-        return {"image": x, "index": i, "targets": targets, "masks": masks}
+        return item | {"targets": targets, "masks": masks}
+
+    def _context_of(self, i: int) -> ClinicalContext | None:
+        assert self.context is not None
+        if self.transform is None:
+            return self._contexts[i] if self._contexts is not None else None
+        if self._contexts is None:
+            self._contexts = pack_contexts(self.data)
+        ctx = self._contexts[i]
+        if ctx is None:
+            return None
+        rng = np.random.default_rng([self.seed, self.epoch, i, 31337])
+        return drop_fields(ctx, rng, self.context_drop[0], self.context_drop[1], self.context.fields)
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     heads = items[0]["targets"].keys()
-    return {
+    extra = {"context": torch.stack([it["context"] for it in items])} if "context" in items[0] else {}
+    return extra | {
         "image": torch.stack([it["image"] for it in items]),
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
         "targets": {h: torch.stack([it["targets"][h] for it in items]) for h in heads},
