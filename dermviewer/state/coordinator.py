@@ -17,9 +17,10 @@ Rules it enforces (each has a test in ``tests/dermviewer/state/test_coordinator.
 API for other modes (research, annotate) that plug into the same coordinator and job runner:
 
 - :meth:`Coordinator.run` ``(job, lane=..., on_result=, on_error=, on_progress=)`` runs any job on the
-  shared executor (see :mod:`dermviewer.state.executor` for the job protocol and the lanes: interactive
-  first, then explanations, then batch). Results produced under a model that has since been replaced are
-  dropped; the returned handle cancels it. :attr:`Coordinator.busy` covers these jobs too. A research
+  shared executor through :attr:`Coordinator.jobs` (:class:`~dermviewer.state.tracked_jobs.TrackedJobs`;
+  see :mod:`dermviewer.state.executor` for the job protocol and the lanes: interactive first, then
+  explanations, then batch). Results produced under a model that has since been replaced are dropped;
+  the returned handle cancels it. :attr:`Coordinator.busy` covers these jobs too. A research
   evaluation, for instance: ``co.run(lambda: run_evaluation(...), Lane.BATCH, on_result=show,
   on_progress=bar)`` -- its generator is stopped between yields on ``handle.cancel()``, so the
   ``cancelled`` argument such generators take can stay at its default.
@@ -67,6 +68,7 @@ from dermviewer.state.jobs import (
 )
 from dermviewer.state.overlays import OverlayLayer, gradcam_map
 from dermviewer.state.sweep import SweepResult, run_sweep
+from dermviewer.state.tracked_jobs import TrackedJobs
 from dermviewer.state.whatif import WhatIfParams
 
 __all__ = ["Coordinator"]
@@ -89,16 +91,14 @@ class Coordinator:
         self.whatif_shown, self.gradcam_shown = Signal(), Signal()
         self.folder_progress, self.folder_finished = Signal(), Signal()
         self.sweep_progress, self.sweep_finished = Signal(), Signal()
-        self.busy_changed = Signal()
+        self.jobs = TrackedJobs(executor)
+        self.busy_changed = self.jobs.busy_changed
         self.prepared: Any = None  # prepare_image(clean photo shown)
         self.prepared_whatif: Any = None  # prepare_image(corrupted photo shown)
         self.sweep_result: SweepResult | None = None
         self._case_ticket, self._whatif_ticket, self._cam_ticket = LatestOnly(), LatestOnly(), LatestOnly()
         self._sweep_ticket = LatestOnly()
-        self._model_gen = 0
         self._debouncer: Debouncer[WhatIfParams] = Debouncer(debounce_s)
-        self._outstanding: list[JobHandle] = []
-        self._busy = False
         self._pending_batch: list[Path] = []
         self._batch_paths: set[Path] = set()  # queued in a folder run, result not in yet
         self._folder_handles: list[JobHandle] = []
@@ -109,52 +109,14 @@ class Coordinator:
     # -- jobs --------------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return bool(self._outstanding)
+        return self.jobs.busy
 
     def run(self, job: Job, lane: Lane = Lane.INTERACTIVE, on_result: ResultCallback | None = None,
             on_error: ErrorCallback | None = None, on_progress: ProgressCallback | None = None,
             stale_with_model: bool = True) -> JobHandle:
-        """Run ``job`` on the shared executor; callbacks of a job that outlived its model are not called
-        (unless ``stale_with_model`` is False: loading a model is not made stale by another model)."""
-        gen = self._model_gen
-        box: list[JobHandle] = []
-
-        def fresh() -> bool:
-            return not stale_with_model or gen == self._model_gen
-
-        def finish(cb: Callable[[Any], None] | None) -> Callable[[Any], None]:
-            def call(value: Any) -> None:
-                if box:
-                    self._forget(box[0])
-                if cb is not None and fresh():
-                    cb(value)
-            return call
-
-        def progress(item: Any) -> None:
-            if on_progress is not None and fresh():
-                on_progress(item)
-
-        handle = self.executor.submit(job, finish(on_result), finish(on_error), progress, lane=lane)
-        box.append(handle)
-        if not (handle.finished or handle.cancelled):
-            self._outstanding.append(handle)
-            self._refresh_busy()
-        return handle
-
-    def _forget(self, handle: JobHandle) -> None:
-        if handle in self._outstanding:
-            self._outstanding.remove(handle)
-        self._refresh_busy()
-
-    def _cancel(self, handle: JobHandle | None) -> None:
-        if handle is not None:
-            handle.cancel()
-            self._forget(handle)
-
-    def _refresh_busy(self) -> None:
-        if self.busy != self._busy:
-            self._busy = self.busy
-            self.busy_changed.emit(self._busy)
+        """Run ``job`` on the shared executor (:meth:`TrackedJobs.run`): callbacks of a job that outlived
+        its model are not called."""
+        return self.jobs.run(job, lane, on_result, on_error, on_progress, stale_with_model)
 
     def _error(self, exc: BaseException, context: str = "") -> None:
         self.state.message.emit("error", f"{context}: {exc}" if context else str(exc))
@@ -167,14 +129,14 @@ class Coordinator:
                         lambda e: self._error(e, "Cannot open model"), stale_with_model=False)
 
     def _model_ready(self, info: Any) -> None:
-        self._model_gen += 1  # everything computed with the previous model is stale from here on
+        self.jobs.new_generation()  # everything computed with the previous model is stale from here on
         self.state.settings.model_path = info.path
         cases = self.state.cases
         requeue = [c.path for c in cases.cases if c.status is not CaseStatus.PENDING or c.path in self._batch_paths]
         requeue += self._pending_batch
         self._pending_batch = []
         for h in self._folder_handles:
-            self._cancel(h)
+            self.jobs.cancel(h)
         self._folder_handles.clear()
         self._batch_paths.clear()
         self.cancel_sweep()
@@ -236,7 +198,7 @@ class Coordinator:
         if not live:
             return
         for h in live:
-            self._cancel(h)
+            self.jobs.cancel(h)
         self._folder_handles.clear()
         self._batch_paths.clear()
         self.state.message.emit("info", "Folder run cancelled; photos not yet analysed are analysed when opened.")
@@ -412,15 +374,13 @@ class Coordinator:
         if handle is None:
             return
         self._sweep_ticket.invalidate()
-        self._cancel(handle)
+        self.jobs.cancel(handle)
         self.sweep_result = None
         self.sweep_finished.emit()
 
     def shutdown(self) -> None:
         if self.timer is not None:
             self.timer.stop()
-        for h in list(self._outstanding):
-            self._cancel(h)
         self._folder_handles.clear()
         self._sweep_handle = None
-        self.executor.shutdown()
+        self.jobs.shutdown()
