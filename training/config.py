@@ -115,6 +115,9 @@ class OptimConfig:
     sgdr_t_mult: int = 2
     freeze_backbone_epochs: int = 0  # two-phase fine-tune: heads only for this many epochs
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes frozen for the whole run
+    # EfficientNet stem + the first N stages frozen and trained on cached augmented views
+    # (training.frozen_prefix): the same optimisation as online augmentation, for a fraction of the compute
+    frozen_stages: int = 0
 
 
 @dataclass

@@ -44,6 +44,7 @@ from training.evaluate import (
     table2_markdown,
     write_plots,
 )
+from training.frozen_prefix import CachedViewDataset, frozen_prefix, view_cache
 from training.losses import MultiTaskLoss
 from training.trainer import Trainer, TrainResult, amp_dtype, resolve_device
 
@@ -237,9 +238,20 @@ def fit(
             preds = predict(m, val_set, batch_size=cfg.data.eval_batch_size, device=device, amp=amp, loss_fn=loss_fn)
             return flat_metrics(compute_metrics(preds, data))
 
-    trainer = Trainer(model, loss_fn, train_set, cfg, run_dir, val_fn=val_fn, dist=dist, sample_weights=weights,
-                      extra_loss=extra_loss)
-    result = trainer.fit(resume=resume)
+    if cfg.optim.frozen_stages:
+        if val_fn is not None:
+            raise ConfigError("optim.frozen_stages trains on cached features; it cannot score a validation split")
+        with frozen_prefix(model, cfg.optim.frozen_stages) as prefix:
+            stem = "lite" + mcfg.backbone.rsplit("lite", 1)[-1]
+            views = view_cache(cfg, data, prefix, stem=stem, img_size=mcfg.img_size,
+                               cache_dir=resolve_repo_path(cfg.output_dir) / "cache")
+            trainer = Trainer(model, loss_fn, CachedViewDataset(train_set, views), cfg, run_dir, dist=dist,
+                              sample_weights=weights, extra_loss=extra_loss)
+            result = trainer.fit(resume=resume)
+    else:
+        trainer = Trainer(model, loss_fn, train_set, cfg, run_dir, val_fn=val_fn, dist=dist,
+                          sample_weights=weights, extra_loss=extra_loss)
+        result = trainer.fit(resume=resume)
     if val_fn is not None and result.best_checkpoint is not None:
         state = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])

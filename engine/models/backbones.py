@@ -44,9 +44,9 @@ class HybridLiteBackbone(TokenBackbone):
     """An ImageNet EfficientNet-Lite stem at stride 16 -> 1x1 conv -> tokens (the CPU models' patch embedding).
 
     ``stem_stages`` 4 or 5 keep the CNN's first stages (80 / 112 channels for Lite0); 7 keeps the whole
-    pretrained network including its 1280-channel head convolution, with the last two stages dilated
-    (timm's ``output_stride=16``), so the transformer layers start from the features a fine-tuned CNN
-    would pool. ``cls_init="gap"`` starts the class token at the mean of the patch tokens (plus a learned
+    pretrained network including its 1280-channel head convolution, so the transformer layers start from
+    the features a fine-tuned CNN would pool: at stride 32 (``patch_stride=32``), or with the last two
+    stages dilated to stride 16 (timm's ``output_stride=16``; about 4x the cost of those stages). ``cls_init="gap"`` starts the class token at the mean of the patch tokens (plus a learned
     offset), so a disease head reading the class token begins where the CNN's global pooling is.
     """
 
@@ -58,7 +58,8 @@ class HybridLiteBackbone(TokenBackbone):
         if cfg.stem_stages not in (4, 5, 7):
             raise ModelConfigError("stem_stages must be 4, 5 or 7 (the whole network, dilated) to keep stride 16")
         whole = cfg.stem_stages == 7
-        cnn = create_efficientnet_lite(variant, pretrained=cfg.pretrained, **({"output_stride": 16} if whole else {}))
+        dilate = whole and cfg.patch_stride == 16
+        cnn = create_efficientnet_lite(variant, pretrained=cfg.pretrained, **({"output_stride": 16} if dilate else {}))
         layers = [cnn.conv_stem, cnn.bn1, *[cnn.blocks[i] for i in range(cfg.stem_stages)]]
         if whole:
             layers += [cnn.conv_head, cnn.bn2]
@@ -81,7 +82,7 @@ class HybridLiteBackbone(TokenBackbone):
         )
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.proj(self.stem(x))  # (B, D, H/16, W/16)
+        f = self.proj(self.stem(x))  # (B, D, H/stride, W/stride)
         tokens = f.flatten(2).transpose(1, 2)
         if tokens.shape[1] + 1 != self.pos_embed.shape[1]:
             raise ModelConfigError(

@@ -44,6 +44,7 @@ class ModelConfig:
     pretrained: bool = True
     checkpoint_path: str | None = None
     stem_stages: int = 5
+    patch_stride: int = 16  # 32 only with stem_stages=7: the whole CNN undilated, one token per 32 px
     cls_init: str = "learned"  # "learned" | "gap": the class token starts as the mean of the stem's tokens
     context_fields: tuple[str, ...] = ()  # clinical context fused into the disease embedding (engine.context)
     context_sites: tuple[str, ...] = ()
@@ -64,6 +65,8 @@ class ModelConfig:
         object.__setattr__(self, "heads", tuple(h for h in HEADS_ORDER if h in self.heads))
         object.__setattr__(self, "context_fields", tuple(self.context_fields))
         object.__setattr__(self, "context_sites", tuple(self.context_sites))
+        if self.patch_stride not in (16, 32) or (self.patch_stride == 32 and self.stem_stages != 7):
+            raise ModelConfigError("patch_stride is 16, or 32 with the whole CNN stem (stem_stages=7)")
         if self.cls_init not in ("learned", "gap"):
             raise ModelConfigError(f"cls_init must be 'learned' or 'gap', got {self.cls_init!r}")
         if self.context_fields:
@@ -80,8 +83,8 @@ class ModelConfig:
 
     @property
     def grid_size(self) -> tuple[int, int]:
-        """Token grid (rows, cols); both backbones have stride 16 in this project."""
-        return self.img_size // 16, self.img_size // 16
+        """Token grid (rows, cols): one token per ``patch_stride`` pixels."""
+        return self.img_size // self.patch_stride, self.img_size // self.patch_stride
 
     @property
     def num_prefix_tokens(self) -> int:

@@ -71,11 +71,11 @@ def dermimitformer_lite0() -> ModelConfig:
 
 @register_model
 def dermimitformer_lite2() -> ModelConfig:
-    """The second CPU default: the whole ImageNet EfficientNet-Lite2 (dilated to stride 16, 1280-channel
-    features) as patch embedding, class tokens started at the stem's global average, 1 shared + 2x3 head
-    layers; K=16 of 196 tokens at 224 px."""
-    return ModelConfig(backbone="hybrid_lite2", img_size=224, embed_dim=192, depth=1, num_heads=3, head_depth=2,
-                       top_k=16, stem_stages=7, cls_init="gap")
+    """The second CPU default: the whole ImageNet EfficientNet-Lite2 (1280-channel features, one token per
+    32 px) as patch embedding, class tokens started at the stem's global average, 1 shared + 2x3 head
+    layers; K=8 of 64 tokens at 256 px."""
+    return ModelConfig(backbone="hybrid_lite2", img_size=256, embed_dim=192, depth=1, num_heads=3, head_depth=2,
+                       top_k=8, stem_stages=7, patch_stride=32, cls_init="gap")
 
 
 @register_model

@@ -148,19 +148,21 @@ def test_lite_weight_mapping_classifies_chelsea_as_a_cat(variant: int, size: int
     assert float(probs[cat_classes].sum()) > 0.8
 
 
-def test_whole_lite2_stem_keeps_a_stride_16_grid_and_its_pretrained_features() -> None:
-    """stem_stages=7: the whole Lite2 (dilated) gives 14x14 tokens at 224 px; only the CNN is 'backbone'."""
+@pytest.mark.parametrize(("stride", "grid"), [(32, 8), (16, 16)])
+def test_whole_lite2_stem_gives_its_token_grid_and_keeps_its_pretrained_features(stride: int, grid: int) -> None:
+    """stem_stages=7: the whole Lite2 gives 8x8 tokens at 256 px (16x16 dilated); only the CNN is 'backbone'."""
     from engine.models.efficientnet_lite import create_efficientnet_lite
 
     torch.manual_seed(0)
-    model = create_model("dermimitformer_lite2", num_classes={"disease": 6, "body_part": 14, "attributes": 6}).eval()
+    model = create_model("dermimitformer_lite2", patch_stride=stride,
+                         num_classes={"disease": 6, "body_part": 14, "attributes": 6}).eval()
     cnn = create_efficientnet_lite(2, pretrained=True).eval()
-    x = torch.randn(1, 3, 224, 224)
+    x = torch.randn(1, 3, 256, 256)
     with torch.no_grad():
         out = model(x)
         stem = model.backbone.stem(x)
-    assert out["lsm_disease"].shape == (1, 14 * 14)
-    assert stem.shape == (1, 1280, 14, 14)
+    assert out["lsm_disease"].shape == (1, grid * grid)
+    assert stem.shape == (1, 1280, grid, grid)
     # same weights as the ImageNet checkpoint: the stem's first conv is the packaged one
     assert torch.equal(model.backbone.stem[0].weight, cnn.conv_stem.weight)
     groups = model.param_groups()

@@ -80,17 +80,7 @@ class PackDataset(Dataset[dict[str, Any]]):
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         i = int(self.indices[k])
-        rgb = self.image(i)
-        if self.corruption is not None:
-            from engine.corrupt import corrupt
-
-            name, level = self.corruption
-            rgb = corrupt(rgb, name, level=level, seed=self.seed * 1_000_003 + i)
-        if self.transform is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, i])
-            x = self.transform(rgb, rng)
-        else:
-            x = torch.from_numpy(preprocess(rgb, self.pre))
+        x = self.pixels(i)
         item: dict[str, Any] = {"image": x, "index": i}
         if self.context is not None:
             item["context"] = torch.from_numpy(self.context.encode(self._context_of(i)))
@@ -108,6 +98,19 @@ class PackDataset(Dataset[dict[str, Any]]):
                 targets[h] = t
                 masks[h] = torch.tensor(float(msk and lab >= 0))
         return item | {"targets": targets, "masks": masks}
+
+    def pixels(self, i: int) -> torch.Tensor:
+        """The model input of pack row ``i``: this epoch's augmentation, or evaluation preprocessing."""
+        rgb = self.image(i)
+        if self.corruption is not None:
+            from engine.corrupt import corrupt
+
+            name, level = self.corruption
+            rgb = corrupt(rgb, name, level=level, seed=self.seed * 1_000_003 + i)
+        if self.transform is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            return self.transform(rgb, rng)
+        return torch.from_numpy(preprocess(rgb, self.pre))
 
     def _context_of(self, i: int) -> ClinicalContext | None:
         assert self.context is not None

@@ -1,0 +1,55 @@
+"""Training on cached prefix views is the same computation as online augmentation with the prefix frozen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from trainhelp import tiny_config
+
+from training.frozen_prefix import CachedViewDataset, frozen_prefix, view_cache
+from training.run import build_model_from_config, fit, make_dataset
+
+
+def test_cached_views_reproduce_each_epochs_augmented_photo(tiny_pack, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, tiny_pack.path, optim={"frozen_stages": 2}, train={"epochs": 2},
+                      augment={"corruptions": ["salt_and_pepper"], "corruption_p": 0.5})
+    torch.manual_seed(0)
+    model, mcfg = build_model_from_config(cfg, tiny_pack.taxonomy)
+    model.eval()
+    keys = set(model.state_dict())
+    rows = np.arange(len(tiny_pack))
+    online = make_dataset(cfg, tiny_pack, rows, mcfg, train=True)
+    with torch.no_grad():
+        expected = {}
+        for epoch in (0, 1):
+            online.set_epoch(epoch)
+            expected[epoch] = model(torch.stack([online[k]["image"] for k in (0, 3)]))["disease_fused"]
+        with frozen_prefix(model, 2) as prefix:
+            assert set(model.state_dict()) < keys  # the prefix is out of the model while training
+            views = view_cache(cfg, tiny_pack, prefix, stem="lite0", img_size=mcfg.img_size,
+                               cache_dir=tmp_path / "cache", log=lambda _m: None)
+            cached = CachedViewDataset(online, views)
+            for epoch in (0, 1):
+                cached.set_epoch(epoch)
+                got = model(torch.stack([cached[k]["image"] for k in (0, 3)]))["disease_fused"]
+                assert torch.allclose(got, expected[epoch], atol=2e-2)  # fp16 cache
+            cached.set_epoch(0)
+            other = model(torch.stack([cached[k]["image"] for k in (0, 3)]))["disease_fused"]
+            assert not torch.allclose(other, expected[1], atol=2e-2)  # epochs differ: the views are per epoch
+    assert set(model.state_dict()) == keys  # and back afterwards
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+
+def test_fit_with_a_frozen_prefix_trains_only_the_later_layers(tiny_pack, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, tiny_pack.path, optim={"frozen_stages": 2})
+    torch.manual_seed(0)
+    model, mcfg = build_model_from_config(cfg, tiny_pack.taxonomy)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = fit(cfg, tiny_pack, np.arange(len(tiny_pack)), tmp_path / "run", model=model, mcfg=mcfg)
+    after = out.model.state_dict()
+    assert set(after) == set(before)
+    assert torch.equal(after["backbone.stem.0.weight"], before["backbone.stem.0.weight"])  # conv_stem frozen
+    assert torch.equal(after["backbone.stem.3.0.conv_pw.weight"], before["backbone.stem.3.0.conv_pw.weight"])
+    assert not torch.equal(after["backbone.stem.4.0.conv_pw.weight"], before["backbone.stem.4.0.conv_pw.weight"])
