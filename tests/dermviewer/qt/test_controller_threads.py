@@ -5,6 +5,7 @@ with the user's photo first."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,15 @@ from dermviewer.state.executor import ThreadBudget, available_cores
 
 TIMEOUT = 60_000
 IMAGES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "pad_ufes_20" / "images"
+
+
+def test_available_cores_respects_an_explicit_omp_num_threads(monkeypatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert available_cores() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "4096")
+    assert available_cores() == len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert available_cores() == len(os.sched_getaffinity(0))
 
 
 def test_budget_never_asks_for_more_threads_than_cores() -> None:
