@@ -46,7 +46,8 @@ class HybridLiteBackbone(TokenBackbone):
     ``stem_stages`` 4 or 5 keep the CNN's first stages (80 / 112 channels for Lite0); 7 keeps the whole
     pretrained network including its 1280-channel head convolution, so the transformer layers start from
     the features a fine-tuned CNN would pool: at stride 32 (``patch_stride=32``), or with the last two
-    stages dilated to stride 16 (timm's ``output_stride=16``; about 4x the cost of those stages). ``cls_init="gap"`` starts the class token at the mean of the patch tokens (plus a learned
+    stages dilated to stride 16 (timm's ``output_stride=16``; about 4x the cost of those stages).
+    ``cls_init="gap"`` starts the class token at the mean of the patch tokens (plus a learned
     offset), so a disease head reading the class token begins where the CNN's global pooling is.
     """
 
