@@ -128,7 +128,7 @@ class MainWindow(QMainWindow):
             if self.research_panel is None:
                 from dermviewer.qt.research import ResearchPanel
 
-                panel = ResearchPanel(self.state)
+                panel = ResearchPanel(self.state, self.controller.coordinator.jobs)  # the shared job runner
                 panel.message.connect(self.messages.show_message)
                 self.mode_stack.addWidget(panel)
                 self.research_panel = panel
@@ -269,9 +269,9 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.controller.shutdown()
         if self.research_panel is not None:
-            self.research_panel.shutdown()  # type: ignore[attr-defined]
+            self.research_panel.shutdown()  # type: ignore[attr-defined]  # its jobs first, then the runner
+        self.controller.shutdown()
         self.state.settings.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode()
         try:
             self.state.settings.save()

@@ -1,13 +1,15 @@
-"""Research jobs on worker threads until the app's shared job runner (issue 10) takes them over.
+"""Research jobs on the app's shared job runner (issue 10): lanes, compute slots and the thread budget.
 
 Each job is one of ``dermviewer.state.research``'s plain generators, given a cancel check. A
-:class:`JobSlot` runs at most one job at a time (starting another cancels the first), and drops every
-signal of a job it no longer runs (a ticket per start), so a late result never lands on a newer view.
-superqt's ``GeneratorWorker`` turns each exception into ``errored`` on the UI thread. Items cross
-threads boxed: PySide6 mis-counts ``None`` sent through ``Signal(object)`` across threads.
+:class:`JobSlot` runs at most one job at a time on one lane (starting another cancels the first) and
+drops every callback of a job it no longer runs (a ticket per start), so a late result never lands on
+a newer view. The jobs go through the window's :class:`~dermviewer.state.tracked_jobs.TrackedJobs`
+(``controller.coordinator.jobs``), so "busy", cancelling and the compute slots cover them with the
+review mode's; a panel built on its own (tests, benchmarks) gets a private
+:class:`~dermviewer.qt.workers.QtExecutor` with one compute slot.
 
-Thread budget: the panel owns two slots (a batch slot and an inspector slot), so research work adds
-at most two threads to superqt's global pool; torch's own thread count is the app's.
+Lanes: the evaluation, sweeps and localisation are ``BATCH`` (they give way to interactive work between
+batches), the inspector and the analyses ``EXPLAIN``, thumbnails ``INTERACTIVE``.
 """
 
 from __future__ import annotations
@@ -18,35 +20,40 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
-from superqt.utils import create_worker
 
-__all__ = ["JobSlot"]
+from dermviewer.state.executor import JobHandle, Lane
+from dermviewer.state.tracked_jobs import TrackedJobs
+
+__all__ = ["JobSlot", "private_jobs"]
 
 _log = logging.getLogger(__name__)
+_DONE = object()  # a generator job's return value (never None: see dermviewer.qt.workers._Box)
 
 Progress = Callable[[Any], None]
 
 
-class _Box:
-    __slots__ = ("value",)
+def private_jobs(parent: QObject) -> TrackedJobs:
+    """A job runner of the panel's own: one thread per lane, one compute slot."""
+    from dermviewer.qt.workers import QtExecutor
+    from dermviewer.state.executor import ComputeSlots
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    return TrackedJobs(QtExecutor(parent, ComputeSlots(1)))
 
 
 class JobSlot(QObject):
     busy_changed = Signal(bool)
 
-    def __init__(self, name: str, parent: QObject | None = None) -> None:
+    def __init__(self, name: str, jobs: TrackedJobs, lane: Lane, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.setObjectName(name)
+        self.jobs, self.lane = jobs, lane
         self._ticket = 0
-        self._worker: Any = None
+        self._handle: JobHandle | None = None
         self._stop: threading.Event | None = None
 
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        return self._handle is not None
 
     def start(self, job: Callable[[Callable[[], bool]], Iterator[Any]], *, on_item: Progress | None = None,
               on_done: Callable[[], None] | None = None, on_error: Callable[[Exception], None] | None = None) -> None:
@@ -57,44 +64,40 @@ class JobSlot(QObject):
         stop = threading.Event()
         self._stop = stop
 
-        def run() -> Iterator[_Box]:
-            for item in job(stop.is_set):
-                if stop.is_set():
-                    break
-                yield _Box(item)
-            return _Box(None)
+        def run() -> Iterator[Any]:
+            yield from job(stop.is_set)
+            return _DONE
 
-        worker = create_worker(run, _start_thread=False, _ignore_errors=True)  # errors go to on_error or the log
-        live = lambda: ticket == self._ticket  # noqa: E731 -- the ticket check every callback shares
-        if on_item is not None:
-            worker.yielded.connect(lambda box: on_item(box.value) if live() else None)
-        report = on_error or (lambda exc: _log.error("research job %s failed: %s", self.objectName(), exc))
-        worker.errored.connect(lambda exc: report(exc) if live() else None)
-        worker.finished.connect(lambda: self._finished(ticket, stop, on_done))
-        self._worker = worker
+        def live() -> bool:
+            return ticket == self._ticket
+
+        def item(value: Any) -> None:
+            if live() and on_item is not None:
+                on_item(value)
+
+        def done(_value: Any) -> None:
+            if live():
+                self._end()
+                if on_done is not None:
+                    on_done()
+
+        def failed(exc: Exception) -> None:
+            if live():
+                self._end()
+                (on_error or (lambda e: _log.error("research job %s failed: %s", self.objectName(), e)))(exc)
+
+        self._handle = self.jobs.run(run, self.lane, on_result=done, on_error=failed, on_progress=item,
+                                     stale_with_model=False)  # the slot's ticket decides what is stale
         self.busy_changed.emit(True)
-        worker.start()
 
-    def _finished(self, ticket: int, stop: threading.Event, on_done: Callable[[], None] | None) -> None:
-        if ticket != self._ticket:
-            return
-        self._worker, self._stop = None, None
+    def _end(self) -> None:
+        self._handle, self._stop = None, None
         self.busy_changed.emit(False)
-        if on_done is not None and not stop.is_set():
-            on_done()
 
     def cancel(self) -> None:
-        if self._worker is not None:
+        if self._handle is not None:
             if self._stop is not None:
                 self._stop.set()
-            self._worker.quit()
-            self._worker, self._stop = None, None
+            self.jobs.cancel(self._handle)
             self._ticket += 1
-            self.busy_changed.emit(False)
-
-    def wait(self, timeout_ms: int = 10000) -> None:
-        """Used on close: cancel, then wait for the thread so nothing runs against a deleted widget."""
-        from PySide6.QtCore import QThreadPool
-
-        self.cancel()
-        QThreadPool.globalInstance().waitForDone(timeout_ms)
+            self._end()

@@ -10,6 +10,7 @@ turns clicks into calls and results into widgets. Long work runs in :class:`~.jo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,42 +37,59 @@ from dermviewer.qt.research.embedding_view import EmbeddingView
 from dermviewer.qt.research.files import PanelFiles
 from dermviewer.qt.research.gallery import Gallery
 from dermviewer.qt.research.inspector import InspectorWidget, compose_views
-from dermviewer.qt.research.jobs import JobSlot
+from dermviewer.qt.research.jobs import JobSlot, private_jobs
 from dermviewer.qt.research.metrics_view import MetricsView
 from dermviewer.qt.research.robustness_view import RobustnessView
 from dermviewer.qt.research.subgroups_view import SubgroupView
 from dermviewer.state.app_state import AppState
+from dermviewer.state.executor import Lane
 from dermviewer.state.jobs import thumbnail
 from dermviewer.state.research.cache import EvaluationCache, default_cache_dir
 from dermviewer.state.research.dataset import EvalDataset, open_folder, open_manifest
 from dermviewer.state.research.evaluation import EvalProgress, model_checksum, run_evaluation
 from dermviewer.state.research.inspection import inspect_photo
 from dermviewer.state.research.mapping import TaxonomyMapping
+from dermviewer.state.research.metrics import attribute_metrics
 from dermviewer.state.research.oof import oof_source_of, open_oof
 from dermviewer.state.research.pack import open_pack
 from dermviewer.state.research.result import EvalResult
-from dermviewer.state.research.session import ResearchSession
+from dermviewer.state.research.session import PreparedResult, ResearchSession, prepare_result
 from dermviewer.state.research.subgroups import subgroup_table
+from dermviewer.state.tracked_jobs import TrackedJobs
 
 __all__ = ["ResearchPanel"]
 
 Job = Callable[[Callable[[], bool]], Iterator[Any]]
 
 
+@dataclass
+class Opened:
+    """What opening a dataset hands the UI: the dataset, and the evaluation to show if there is one."""
+
+    dataset: EvalDataset
+    result: EvalResult | None
+    prepared: PreparedResult | None
+    cached: int  # photos the evaluation cache holds for the loaded model
+
+
 class ResearchPanel(PanelAnalyses, PanelFiles, QWidget):
     message = Signal(str, str)  # level, text -> the window's message bar
 
-    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+    def __init__(self, state: AppState, jobs: TrackedJobs | None = None, parent: QWidget | None = None) -> None:
+        """``jobs`` is the window's shared runner (``controller.coordinator.jobs``); without one the panel
+        makes a private runner and shuts it down with itself."""
         super().__init__(parent)
         self.setObjectName("research_panel")
         self.state = state
         self.session = ResearchSession()
         self.mapping: TaxonomyMapping | None = None
         self.cache_dir = default_cache_dir()
-        self.batch = JobSlot("research_batch", self)
-        self.inspect_slot = JobSlot("research_inspector", self)
-        self.analysis = JobSlot("research_analysis", self)
-        self.thumbs = JobSlot("research_thumbnails", self)
+        self.owns_jobs = jobs is None
+        self.jobs = jobs if jobs is not None else private_jobs(self)
+        self.batch = JobSlot("research_batch", self.jobs, Lane.BATCH, self)
+        self.inspect_slot = JobSlot("research_inspector", self.jobs, Lane.EXPLAIN, self)
+        self.analysis = JobSlot("research_analysis", self.jobs, Lane.EXPLAIN, self)
+        self.thumbs = JobSlot("research_thumbnails", self.jobs, Lane.INTERACTIVE, self)
         self.embedding_xy: np.ndarray | None = None
         self.opened_default = False
         self._build()
@@ -163,6 +181,7 @@ class ResearchPanel(PanelAnalyses, PanelFiles, QWidget):
         s.dataset_changed.connect(self._show_dataset)
         s.result_changed.connect(self._show_result)
         s.selection_changed.connect(self._show_selection)
+        s.metrics_changed.connect(lambda: self.metrics_view.show_metrics(s.metrics, plot=False))
         self.confusion.cell_clicked.connect(self.select_cell)
         self.gallery.filter_changed.connect(s.set_filter)
         self.gallery.sort_changed.connect(s.set_sort)
@@ -222,7 +241,8 @@ class ResearchPanel(PanelAnalyses, PanelFiles, QWidget):
     def shutdown(self) -> None:
         for slot in (self.thumbs, self.analysis, self.inspect_slot, self.batch):
             slot.cancel()
-        self.batch.wait()
+        if self.owns_jobs:
+            self.jobs.shutdown()  # waits for the lanes' threads
 
     # -- opening -------------------------------------------------------------------------------------
     def open_default(self) -> None:
@@ -237,39 +257,46 @@ class ResearchPanel(PanelAnalyses, PanelFiles, QWidget):
         self.open_path("oof", oof, spec)
 
     def open_path(self, kind: str, path: Path, extra: Path | None = None) -> None:
+        """Open a dataset in the batch slot; an OOF file, or an evaluation the cache holds for every photo
+        with the loaded model, is shown at once (metrics, table and neighbours are prepared in the job)."""
         tax = self._taxonomy()
+        predictor = self.state.model.predictor if self.state.model.ready else None
+        cache_dir = self.cache_dir
 
-        def work() -> tuple[EvalDataset, EvalResult | None]:
+        def work() -> Opened:
             if kind == "oof":
-                return open_oof(path, extra)
+                ds, result = open_oof(path, extra)
+                return Opened(ds, result, prepare_result(ds, result, attributes=False), len(ds))
             if kind == "pack":
-                return open_pack(path, tax), None
-            if kind == "folder":
+                ds = open_pack(path, tax)
+            elif kind == "folder":
                 assert extra is not None
-                return open_folder(path, extra, taxonomy=tax or _default_tax(), mapping=self.mapping), None
-            return open_manifest(path, taxonomy=tax, mapping=self.mapping), None
+                ds = open_folder(path, extra, taxonomy=tax or _default_tax(), mapping=self.mapping)
+            else:
+                ds = open_manifest(path, taxonomy=tax, mapping=self.mapping)
+            if predictor is None:
+                return Opened(ds, None, None, 0)
+            cache = EvaluationCache(cache_dir, model_checksum(predictor), predictor.bundle.name)
+            found, _, _ = cache.read([ds.images.hash(i) for i in range(len(ds))])
+            if not found.all():
+                return Opened(ds, None, None, int(found.sum()))
+            last = list(run_evaluation(predictor, ds, cache))[-1]  # all cached: no inference
+            assert last.result is not None
+            return Opened(ds, last.result, prepare_result(ds, last.result, attributes=False), len(ds))
 
         self.dataset_label.setText(f"Opening {path.name}…")
         self.batch.start(once(work), on_item=self._opened, on_error=lambda e: self._error(e, "Cannot open"))
 
-    def _opened(self, value: tuple[EvalDataset, EvalResult | None]) -> None:
-        dataset, result = value
+    def _opened(self, opened: Opened) -> None:
         self.embedding_xy = None
-        self.session.set_dataset(dataset, result)
-        if result is None:
-            self._reopen_cached()
-
-    def _reopen_cached(self) -> None:
-        """Show a cached evaluation at once if the loaded model has one for every photo."""
-        predictor, ds = self._predictor(), self.session.dataset
-        if predictor is None or ds is None:
-            return
-        cache = EvaluationCache(self.cache_dir, model_checksum(predictor), predictor.bundle.name)
-        found, _, _ = cache.read([ds.images.hash(i) for i in range(len(ds))])
-        if found.all():
-            self.evaluate()
-        else:
-            self.eta.setText(f"{int(found.sum())} of {len(ds)} photos cached for this model — press Evaluate")
+        self.session.set_dataset(opened.dataset)
+        if opened.result is not None:
+            self.session.set_result(opened.result, opened.prepared)
+            if opened.dataset.kind != "oof":
+                self.eta.setText(f"all {len(opened.dataset)} photos from the evaluation cache")
+        elif self.state.model.ready:
+            self.eta.setText(f"{opened.cached} of {len(opened.dataset)} photos cached for this model — "
+                             "press Evaluate")
 
     def _show_dataset(self) -> None:
         ds = self.session.dataset
@@ -299,8 +326,19 @@ class ResearchPanel(PanelAnalyses, PanelFiles, QWidget):
         if m.disease is not None:
             self.confusion.show_matrix(m.disease.confusion, codes)
         self.robustness.set_clean(None, None, codes)
-        self.analysis.start(once(lambda: subgroup_table(table, res.disease, len(codes))),
-                            on_item=self.subgroups.show_rows, on_error=lambda e: self._error(e, "Subgroups"))
+
+        def deferred(_cancelled: Callable[[], bool]) -> Iterator[tuple[str, Any]]:
+            yield "subgroups", subgroup_table(table, res.disease, len(codes))
+            if m.attributes is None:
+                yield "attributes", attribute_metrics(ds, res)
+
+        def arrived(item: tuple[str, Any]) -> None:
+            if item[0] == "subgroups":
+                self.subgroups.show_rows(item[1])
+            else:
+                self.session.add_attribute_metrics(res, item[1])
+
+        self.analysis.start(deferred, on_item=arrived, on_error=lambda e: self._error(e, "Subgroups"))
         self.dataset_label.setText(self.dataset_label.text().split(" · evaluated by")[0]
                                    + f" · evaluated by <b>{res.model_name}</b>")
 
@@ -316,10 +354,16 @@ class ResearchPanel(PanelAnalyses, PanelFiles, QWidget):
         cache = EvaluationCache(self.cache_dir, model_checksum(predictor), predictor.bundle.name,
                                 {h: s.codes for h, s in predictor.bundle.taxonomy.heads.items()})
         self.progress.setRange(0, len(ds))
-        self.batch.start(lambda cancelled: run_evaluation(predictor, ds, cache, batch_size=16, cancelled=cancelled),
-                         on_item=self._eval_progress, on_error=lambda e: self._error(e, "Evaluation failed"))
 
-    def _eval_progress(self, item: EvalProgress) -> None:
+        def job(cancelled: Callable[[], bool]) -> Iterator[tuple[EvalProgress, PreparedResult | None]]:
+            for item in run_evaluation(predictor, ds, cache, batch_size=16, cancelled=cancelled):
+                done = item.result is not None
+                yield item, prepare_result(ds, item.result, attributes=False) if done else None
+
+        self.batch.start(job, on_item=self._eval_progress, on_error=lambda e: self._error(e, "Evaluation failed"))
+
+    def _eval_progress(self, value: tuple[EvalProgress, PreparedResult | None]) -> None:
+        item, prepared = value
         self.progress.setRange(0, item.total)
         self.progress.setValue(item.done)
         self.eta.setText(item.text())
@@ -327,7 +371,7 @@ class ResearchPanel(PanelAnalyses, PanelFiles, QWidget):
             if item.result.errors:
                 first = next(iter(item.result.errors.values()))
                 self.message.emit("warning", f"{len(item.result.errors)} photos could not be read, e.g. {first}")
-            self.session.set_result(item.result)
+            self.session.set_result(item.result, prepared)
 
     # -- gallery and inspector -------------------------------------------------------------------------
     def select_cell(self, true_index: int, pred_index: int) -> None:

@@ -28,7 +28,7 @@ __all__ = ["RobustnessView"]
 
 class SweepCurves(PlotCanvas):
     def __init__(self) -> None:
-        super().__init__("robustness_curves", 5.0, 2.8)
+        super().__init__("robustness_curves", 5.0, 2.8, margins=(0.09, 0.98, 0.88, 0.17))
         self.acc, self.flip = self.fig.subplots(1, 2)
         self.show_points([], None, None)
 

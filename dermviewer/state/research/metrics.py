@@ -23,7 +23,7 @@ from engine.metrics import (
     multilabel_report,
 )
 
-__all__ = ["ResearchMetrics", "compute_metrics", "scored_mask"]
+__all__ = ["ResearchMetrics", "attribute_metrics", "compute_metrics", "scored_mask"]
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,27 @@ def _renorm(p: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
+def attribute_metrics(dataset: EvalDataset, result: EvalResult, threshold: float = 0.5) -> MultiLabelMetrics | None:
+    """mAP-class/-image and macro-F1 of the attribute head (the slow part: one AP per photo for mAP-image)."""
+    tax = dataset.taxonomy
+    if "attributes" not in result.probs or "attributes" not in tax.heads:
+        return None
+    ok = scored_mask(dataset, result) & np.isfinite(result.probs["attributes"]).all(axis=1)
+    ok &= dataset.attributes_known.any(axis=1)
+    if ok.sum() == 0:
+        return None
+    return multilabel_report(dataset.attributes[ok], result.probs["attributes"][ok], tax.head("attributes").codes,
+                             mask=dataset.attributes_known[ok], threshold=threshold)
+
+
 def compute_metrics(dataset: EvalDataset, result: EvalResult, *, k: tuple[int, ...] = (1, 2, 3),
-                    n_bins: int = 10, attribute_threshold: float = 0.5) -> ResearchMetrics:
+                    n_bins: int = 10, attribute_threshold: float = 0.5, attributes: bool = True) -> ResearchMetrics:
+    """Every metric; ``attributes=False`` leaves the attribute head for :func:`attribute_metrics` (seconds on
+    a few hundred photos), so reopening an evaluation shows the rest at once."""
     ok = scored_mask(dataset, result)
     status = np.array(dataset.label_status)
     tax = dataset.taxonomy
-    disease = reliability = body = attrs = None
+    disease = reliability = body = None
     if ok.sum() > 0:
         y, p = dataset.disease[ok], _renorm(result.disease[ok])
         disease = classification_report(y, p, tax.head("disease").codes, malignant=tax.malignant_mask(), k=k,
@@ -64,12 +79,7 @@ def compute_metrics(dataset: EvalDataset, result: EvalResult, *, k: tuple[int, .
         if okb.sum() > 0:
             body = classification_report(dataset.body_part[okb], _renorm(result.probs["body_part"][okb]),
                                          tax.head("body_part").codes, k=k, n_bins=n_bins)
-    if "attributes" in result.probs and "attributes" in tax.heads:
-        oka = ok & np.isfinite(result.probs["attributes"]).all(axis=1) & dataset.attributes_known.any(axis=1)
-        if oka.sum() > 0:
-            attrs = multilabel_report(dataset.attributes[oka], result.probs["attributes"][oka],
-                                      tax.head("attributes").codes, mask=dataset.attributes_known[oka],
-                                      threshold=attribute_threshold)
+    attrs = attribute_metrics(dataset, result, attribute_threshold) if attributes else None
     labelled = dataset.disease >= 0
     return ResearchMetrics(
         n_photos=len(dataset), n_scored=int(ok.sum()),

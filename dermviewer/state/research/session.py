@@ -8,6 +8,8 @@ come back through :meth:`ResearchSession.set_result` and friends.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 
 from dermviewer.state.events import Signal
@@ -16,8 +18,34 @@ from dermviewer.state.research.metrics import ResearchMetrics, compute_metrics
 from dermviewer.state.research.neighbours import NeighbourIndex
 from dermviewer.state.research.result import EvalResult
 from dermviewer.state.research.selection import PhotoFilter, PhotoTable, cell_filter
+from engine.metrics import MultiLabelMetrics
 
-__all__ = ["ResearchSession"]
+__all__ = ["PreparedResult", "ResearchSession", "prepare_result"]
+
+
+@dataclass
+class PreparedResult:
+    """What showing an evaluation needs, computed off the UI thread (see :func:`prepare_result`)."""
+
+    result: EvalResult
+    table: PhotoTable
+    metrics: ResearchMetrics
+    neighbours: NeighbourIndex | None
+
+
+def prepare_result(dataset: EvalDataset, result: EvalResult, *, attributes: bool = True) -> PreparedResult:
+    """Table, metrics and neighbour index of an evaluation: a job's work, so the UI only swaps them in.
+
+    ``attributes=False`` defers the attribute head's mAP (seconds) to :meth:`ResearchSession.add_attribute_metrics`.
+    """
+    if len(result) != len(dataset):
+        raise ValueError(f"an evaluation of {len(result)} photos for a dataset of {len(dataset)}")
+    neighbours = None
+    if result.embeddings is not None:
+        hashes = [dataset.images.hash(i) for i in range(len(dataset))]
+        neighbours = NeighbourIndex(result.embeddings, dataset.disease, hashes)
+    return PreparedResult(result, PhotoTable.build(dataset, result),
+                          compute_metrics(dataset, result, attributes=attributes), neighbours)
 
 
 class ResearchSession:
@@ -33,6 +61,7 @@ class ResearchSession:
         self.dataset_changed = Signal()
         self.result_changed = Signal()
         self.selection_changed = Signal()
+        self.metrics_changed = Signal()  # the deferred attribute metrics arrived
 
     def set_dataset(self, dataset: EvalDataset, result: EvalResult | None = None) -> None:
         self.dataset, self.result, self.table, self.metrics, self.neighbours = dataset, None, None, None, None
@@ -41,20 +70,23 @@ class ResearchSession:
         if result is not None:
             self.set_result(result)
 
-    def set_result(self, result: EvalResult) -> None:
+    def set_result(self, result: EvalResult, prepared: PreparedResult | None = None) -> None:
+        """Show an evaluation; ``prepared`` (from a job) makes this instant, else it is computed here."""
         if self.dataset is None:
             raise RuntimeError("open a dataset before showing an evaluation")
-        if len(result) != len(self.dataset):
-            raise ValueError(f"an evaluation of {len(result)} photos for a dataset of {len(self.dataset)}")
-        self.result = result
-        self.table = PhotoTable.build(self.dataset, result)
-        self.metrics = compute_metrics(self.dataset, result)
-        self.neighbours = None
-        if result.embeddings is not None:
-            hashes = [self.dataset.images.hash(i) for i in range(len(self.dataset))]
-            self.neighbours = NeighbourIndex(result.embeddings, self.dataset.disease, hashes)
+        p = prepared if prepared is not None and prepared.result is result else prepare_result(self.dataset, result)
+        self.result, self.table, self.metrics, self.neighbours = result, p.table, p.metrics, p.neighbours
         self.result_changed.emit()
         self.selection_changed.emit()
+
+    def add_attribute_metrics(self, result: EvalResult, attributes: MultiLabelMetrics | None) -> bool:
+        """Fill in the deferred attribute metrics (:func:`~.metrics.attribute_metrics`, computed in a job) of
+        the evaluation shown; False, and nothing changes, when another evaluation is shown by now."""
+        if self.metrics is None or result is not self.result:
+            return False
+        self.metrics = replace(self.metrics, attributes=attributes)
+        self.metrics_changed.emit()
+        return True
 
     def set_filter(self, f: PhotoFilter) -> None:
         self.filter = f

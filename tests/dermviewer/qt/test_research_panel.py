@@ -14,6 +14,7 @@ from PySide6.QtGui import QAction
 from dermviewer.qt.research import ResearchPanel
 from dermviewer.state.app_state import AppState, Mode
 from dermviewer.state.research.dataset import open_manifest
+from dermviewer.state.research.export import export_manifest
 from dermviewer.state.settings import Settings
 
 TIMEOUT = 60_000
@@ -101,16 +102,27 @@ def test_the_inspector_opens_a_photo_and_one_click_opens_a_neighbour(panel: Rese
     assert panel.session.dataset.display_name(target) in panel.inspector.title.text()
 
 
-def test_an_evaluation_runs_in_the_background_and_is_reopened_from_its_cache(panel: ResearchPanel, qtbot) -> None:
-    panel.session.set_dataset(open_manifest(SPEC, limit=10))
+def test_an_evaluation_runs_in_the_background_and_is_reopened_from_its_cache(panel: ResearchPanel, qtbot,
+                                                                             tmp_path: Path) -> None:
+    ten = export_manifest(open_manifest(SPEC, limit=10), range(10), tmp_path / "ten.csv")
+    panel.open_path("manifest", ten)
+    qtbot.waitUntil(lambda: panel.session.dataset is not None and len(panel.session.dataset) == 10, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: "0 of 10 photos cached" in panel.eta.text(), timeout=TIMEOUT)
+    assert panel.session.result is None
     panel.evaluate()
     assert panel.batch.running and panel.cancel_button.isVisibleTo(panel)
     qtbot.waitUntil(lambda: panel.session.result is not None, timeout=TIMEOUT)
     qtbot.waitUntil(lambda: not panel.batch.running, timeout=TIMEOUT)
     assert panel.session.result.done.all() and "10 / 10 photos" in panel.eta.text()
     assert not panel.cancel_button.isVisibleTo(panel)
+    qtbot.waitUntil(lambda: panel.session.metrics.attributes is not None, timeout=TIMEOUT)  # deferred mAP
+    # a bad file is a message, not a crash, and leaves the dataset shown
+    messages: list[tuple[str, str]] = []
+    panel.message.connect(lambda level, text: messages.append((level, text)))
+    panel.open_path("manifest", tmp_path / "missing.yaml")
+    qtbot.waitUntil(lambda: bool(messages), timeout=TIMEOUT)
+    assert messages[0][0] == "error" and "missing.yaml" in messages[0][1]
     # reopening the same photos shows the cached evaluation without pressing Evaluate
-    panel.open_path("manifest", SPEC.parent / "reopen_does_not_exist.yaml")  # a bad file: a message, no crash
-    qtbot.waitUntil(lambda: not panel.batch.running, timeout=TIMEOUT)
-    panel._opened((open_manifest(SPEC, limit=10), None))
-    qtbot.waitUntil(lambda: panel.session.result is not None and "10 cached" in panel.eta.text(), timeout=TIMEOUT)
+    panel.open_path("manifest", ten)
+    qtbot.waitUntil(lambda: "from the evaluation cache" in panel.eta.text(), timeout=TIMEOUT)
+    assert panel.session.result is not None and panel.session.result.done.all()
