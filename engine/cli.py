@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine.context import ATTRIBUTE_FIELDS, ClinicalContext, ContextError
 from engine.errors import DermViewerError
 from engine.prediction import Prediction
 
@@ -31,7 +32,51 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", type=Path, default=None, metavar="OUT.png",
                    help="write the LSM attention overlay (one photo), or OUT_<stem>.png per photo for several")
     p.add_argument("--top", type=int, default=3, help="differential entries shown in text mode")
+    c = p.add_argument_group("clinical context (models that take it; every field optional)")
+    c.add_argument("--age", default=None, help="patient age in years")
+    c.add_argument("--site", default=None, help="body site, e.g. face, back, forearm (the taxonomy's codes)")
+    for name in ATTRIBUTE_FIELDS:
+        c.add_argument(f"--{name}", default=None, metavar="yes|no", help=f"patient reports: {name}")
+    c.add_argument("--context-from", type=Path, default=None, metavar="MANIFEST.csv",
+                   help="read each photo's context from a manifest row whose image or img_id matches its file "
+                        "name; flags given above override it")
     return p
+
+
+def _context_source(args: argparse.Namespace) -> Callable[[Any], ClinicalContext | None]:
+    """The clinical context of each photo: manifest row (if any) updated with the flags that were given."""
+    flags = {k: v for k, v in {"age": args.age, "body_part": args.site,
+                               **{n: getattr(args, n) for n in ATTRIBUTE_FIELDS}}.items() if v is not None}
+    rows: dict[str, dict[str, Any]] = {}
+    if args.context_from is not None:
+        rows = _manifest_rows(args.context_from)
+    ClinicalContext.from_mapping(flags)  # a bad flag fails before any photo is read
+
+    def context_for(source: Any) -> ClinicalContext | None:
+        stem = Path(str(source)).stem
+        row = dict(rows.get(stem, {}))
+        row.update(flags)
+        return ClinicalContext.from_mapping(row) if row else None
+
+    return context_for
+
+
+def _manifest_rows(path: Path) -> dict[str, dict[str, Any]]:
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            out: dict[str, dict[str, Any]] = {}
+            for row in reader:
+                for key in ("image", "img_id"):
+                    if row.get(key):
+                        out[Path(row[key]).stem] = row
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ContextError(f"{path}: cannot read the context manifest: {exc}") from exc
+    if not out:
+        raise ContextError(f"{path}: no rows with an image or img_id column")
+    return out
 
 
 def _make_predictor(args: argparse.Namespace) -> Any:
@@ -55,6 +100,8 @@ def _text(path: Path, pred: Prediction, top: int) -> str:
     if pred.attributes:
         pos = [f"{s.name} ({s.probability:.0%})" for s in pred.attributes if s.positive]
         lines.append(f"  attributes: {', '.join(pos) if pos else 'none above threshold'}")
+    if pred.context_used:
+        lines.append(f"  clinical context used: {', '.join(pred.context_used)}")
     if pred.is_uncertain():
         lines.append("  note: the model is uncertain about this photo")
     return "\n".join(lines)
@@ -78,9 +125,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bundle.untrained:
         print(f"warning: model '{bundle.name}' is UNTRAINED (placeholder weights): outputs are meaningless",
               file=sys.stderr)
+    try:
+        context_for = _context_source(args)
+    except DermViewerError as exc:
+        print(f"dermviewer-predict: {exc}", file=sys.stderr)
+        return 2
+    if predictor.context_encoding is None and (args.context_from or any(
+            getattr(args, n) is not None for n in ("age", "site", *ATTRIBUTE_FIELDS))):
+        print(f"note: model '{bundle.name}' takes no clinical context; the context flags are ignored", file=sys.stderr)
     results: list[dict[str, Any]] = []
     failed = 0
-    for step in predictor.iter_predict(args.images):
+    for step in predictor.iter_predict(args.images, context_for=context_for):
         path = Path(step.source)
         if step.error is not None:
             failed += 1

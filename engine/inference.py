@@ -10,7 +10,7 @@ imports this module.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import torch
 from engine.backends import Backend
 from engine.backends.torch_backend import TorchBackend
 from engine.bundle import Bundle, load_bundle
+from engine.context import ClinicalContext, ContextEncoding
 from engine.errors import DermViewerError, ModelConfigError
 from engine.imageio import load_image
 from engine.prediction import Prediction, decode_outputs
@@ -84,22 +85,38 @@ class Predictor:
     def grid_size(self) -> tuple[int, int]:
         return self.bundle.model_config.grid_size
 
-    def predict(self, image: np.ndarray | str | Path) -> Prediction:
-        return self.predict_batch([image])[0]
+    @property
+    def context_encoding(self) -> ContextEncoding | None:
+        """How this model takes the clinical context, or ``None`` for a photo-only model."""
+        return self.bundle.model_config.context_encoding()
 
-    def predict_batch(self, images: Sequence[np.ndarray | str | Path]) -> list[Prediction]:
+    def predict(self, image: np.ndarray | str | Path, context: ClinicalContext | None = None) -> Prediction:
+        return self.predict_batch([image], None if context is None else [context])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray | str | Path],
+                      contexts: Sequence[ClinicalContext | None] | None = None) -> list[Prediction]:
+        """``contexts`` (one per photo, ``None`` = not known) is used by context models, ignored otherwise."""
         t0 = time.perf_counter()
         arrays = [load_image(im) if isinstance(im, str | Path) else im for im in images]
         t1 = time.perf_counter()
         batch = preprocess_batch(arrays, self.bundle.preprocess)
+        enc = self.context_encoding
+        used: list[tuple[str, ...]] = [()] * len(arrays)
+        ctx_batch = None
+        if enc is not None and contexts is not None:
+            if len(contexts) != len(arrays):
+                raise ValueError(f"{len(contexts)} contexts for {len(arrays)} photos")
+            ctx_batch = enc.encode_many(list(contexts))
+            used = [tuple(f for f in enc.fields if c is not None and getattr(c, f) is not None) for c in contexts]
         t2 = time.perf_counter()
-        outputs = self.backend.run(batch)
+        outputs = self.backend.run(batch, ctx_batch)
         t3 = time.perf_counter()
         preds = []
         n = len(arrays)
         for i, arr in enumerate(arrays):
             p = decode_outputs(outputs, i, self.bundle.taxonomy, self.bundle.thresholds, self.grid_size)
             p.image_size = (int(arr.shape[0]), int(arr.shape[1]))
+            p.context_used = used[i]
             p.timings_ms = {
                 "load": (t1 - t0) * 1e3 / n,
                 "preprocess": (t2 - t1) * 1e3 / n,
@@ -110,11 +127,13 @@ class Predictor:
         return preds
 
     def iter_predict(
-        self, sources: Iterable[np.ndarray | str | Path], batch_size: int = 1
+        self, sources: Iterable[np.ndarray | str | Path], batch_size: int = 1,
+        context_for: Callable[[Any], ClinicalContext | None] | None = None,
     ) -> Iterator[PredictProgress]:
         """Predict many photos, yielding after each batch so callers can show progress or cancel.
 
         A photo that cannot be read yields an error for that photo and the rest carry on.
+        ``context_for(source)`` gives a photo's clinical context (context models only).
         """
         items = list(sources)
         total, done = len(items), 0
@@ -124,7 +143,8 @@ class Predictor:
             nonlocal done
             if not pending:
                 return
-            preds = self.predict_batch([a for _, a in pending])
+            ctxs = [context_for(src) for src, _ in pending] if context_for is not None else None
+            preds = self.predict_batch([a for _, a in pending], ctxs)
             for (src, _), p in zip(pending, preds, strict=True):
                 done += 1
                 yield PredictProgress(done, total, src, p, None)

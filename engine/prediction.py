@@ -45,6 +45,7 @@ class Prediction:
     disease_probs: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     image_size: tuple[int, int] = (0, 0)
+    context_used: tuple[str, ...] = ()  # the clinical-context fields the model was given (engine.context)
 
     @property
     def top(self) -> LabelScore:
@@ -65,6 +66,7 @@ class Prediction:
             "differential": [s.to_dict(with_positive=False) for s in self.differential],
             "body_parts": [s.to_dict() for s in self.body_parts],
             "attributes": [s.to_dict() for s in self.attributes],
+            "context_used": list(self.context_used),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
 

@@ -118,6 +118,7 @@ class OptimConfig:
     # EfficientNet stem + the first N stages frozen and trained on cached augmented views
     # (training.frozen_prefix): the same optimisation as online augmentation, for a fraction of the compute
     frozen_stages: int = 0
+    frozen_views: int = 0  # augmented views cached per photo, cycled over the epochs (0: one per epoch)
 
 
 @dataclass

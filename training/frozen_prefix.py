@@ -6,7 +6,8 @@ Trainer draws photo ``i``'s augmentation from ``rng([seed, e, i])``; this module
 augmented photo for every epoch, runs the frozen prefix on it once, and keeps the result
 (``(epochs, N, C, h, w)`` fp16). Training then runs only the layers after the prefix on the cached
 tensors: the same optimisation as online augmentation with those stages frozen, for a fraction of the
-compute (on 2 CPU cores the early, high-resolution stages are most of a Lite2's cost). The cache depends
+compute. With ``optim.frozen_views = V`` < epochs only the first V epochs' views are cached and epoch e
+reuses view ``e % V`` (the clinical-context dropping stays online, drawn per epoch) (on 2 CPU cores the early, high-resolution stages are most of a Lite2's cost). The cache depends
 only on the pretrained prefix, the augmentation and the seed, so the CV folds of a run, and other runs
 with the same prefix (the model and its CNN floor), share it (``runs/cache/<key>.npy``).
 
@@ -72,7 +73,7 @@ def _key(cfg: ExperimentConfig, data: PackData, stem: str, img_size: int, stages
 def view_cache(cfg: ExperimentConfig, data: PackData, prefix: nn.Module, *, stem: str, img_size: int,
                cache_dir: Path, log: Any = print) -> np.ndarray:
     """``(epochs, N, C, h, w)`` fp16 features of every epoch's augmented view of every pack row."""
-    epochs, stages = cfg.train.epochs, cfg.optim.frozen_stages
+    epochs, stages = cfg.optim.frozen_views or cfg.train.epochs, cfg.optim.frozen_stages
     path = cache_dir / f"{stem}-{_key(cfg, data, stem, img_size, stages, epochs)}.npy"
     if path.is_file():
         log(f"frozen-prefix views: reusing {path}")

@@ -16,8 +16,12 @@ __all__ = ["Backend"]
 
 
 class Backend(Protocol):
-    """Runs a preprocessed ``(B, 3, H, W)`` float32 batch; returns the model's named outputs as numpy."""
+    """Runs a preprocessed ``(B, 3, H, W)`` float32 batch; returns the model's named outputs as numpy.
+
+    ``context`` is the ``(B, C)`` encoded clinical context of a context model (``engine.context``);
+    ``None`` means photo only (zeros, which the model treats exactly as no context).
+    """
 
     name: str
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+    def run(self, batch: np.ndarray, context: np.ndarray | None = None) -> dict[str, np.ndarray]: ...

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from engine.backends.onnx_format import (
+    CONTEXT_INPUT_NAME,
     INPUT_NAME,
     META_BUNDLE,
     META_PRECISION,
@@ -97,8 +98,9 @@ def read_onnx(source: str | Path | bytes) -> OnnxFile:
 def _check_signature(model: Any, bundle: Bundle, path: Path | None) -> list[str]:
     cfg = bundle.model_config
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
-        raise ExportError(f"expected one input {INPUT_NAME!r}, found {[i.name for i in inputs]}", path)
+    want_names = [INPUT_NAME] + ([CONTEXT_INPUT_NAME] if bundle.model_config.context_fields else [])
+    if [i.name for i in inputs] != want_names:
+        raise ExportError(f"expected inputs {want_names}, found {[i.name for i in inputs]}", path)
     dims = [d.dim_value if d.HasField("dim_value") else -1 for d in inputs[0].type.tensor_type.shape.dim]
     want = [-1, 3, cfg.img_size, cfg.img_size]
     if dims != want or bundle.preprocess.img_size != cfg.img_size:
@@ -184,9 +186,14 @@ class OnnxBackend:
             raise ExportError(f"its model config differs from {bundle.path.name}'s: re-export it", sibling)
         return backend
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, context: np.ndarray | None = None) -> dict[str, np.ndarray]:
         x = np.ascontiguousarray(batch, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != (3, self.img_size, self.img_size):
             raise ValueError(f"expected a (B, 3, {self.img_size}, {self.img_size}) batch, got {x.shape}")
-        values = self.session.run(self.output_names, {INPUT_NAME: x})
+        feeds = {INPUT_NAME: x}
+        enc = self.bundle.model_config.context_encoding()
+        if enc is not None:  # a context model's graph always takes the context; zeros = photo only
+            c = np.zeros((len(x), enc.dim), np.float32) if context is None else context
+            feeds[CONTEXT_INPUT_NAME] = np.ascontiguousarray(c, dtype=np.float32)
+        values = self.session.run(self.output_names, feeds)
         return dict(zip(self.output_names, values, strict=True))

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import onnx
 
 __all__ = [
+    "CONTEXT_INPUT_NAME",
     "INPUT_NAME",
     "META_BUNDLE",
     "META_PRECISION",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 INPUT_NAME = "input"
+CONTEXT_INPUT_NAME = "context"  # (B, C) encoded clinical context, only in graphs of context models
 META_BUNDLE = "dermviewer_bundle"
 META_SHA256 = "dermviewer_sha256"
 META_WEIGHTS_SHA256 = "dermviewer_weights_sha256"

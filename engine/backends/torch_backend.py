@@ -18,6 +18,7 @@ class TorchBackend:
         self.model = bundle.build_model(device)
 
     @torch.inference_mode()
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.model(torch.from_numpy(batch).to(self.device))
+    def run(self, batch: np.ndarray, context: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(batch).to(self.device)
+        out = self.model(x) if context is None else self.model(x, torch.from_numpy(context).to(self.device))
         return {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in out.items()}

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from engine.backends.onnx_format import (
+    CONTEXT_INPUT_NAME,
     INPUT_NAME,
     META_BUNDLE,
     META_PRECISION,
@@ -77,8 +78,8 @@ class _TupleOutputs(nn.Module):
         self.model = model
         self.names = names
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(x)
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        out = self.model(x) if context is None else self.model(x, context)
         return tuple(out[k] for k in self.names)
 
 
@@ -95,6 +96,10 @@ def _export_proto(bundle: Bundle, opset: int, exporter: str) -> onnx.ModelProto:
     names = list(expected_outputs(cfg))
     model = _TupleOutputs(bundle.build_model("cpu"), names).eval()  # eval: BN must not update its stats
     x = torch.zeros(2, 3, cfg.img_size, cfg.img_size)
+    enc = cfg.context_encoding()
+    # A context model's graph takes the encoded context as a second input (zeros = photo only).
+    args: tuple[torch.Tensor, ...] = (x,) if enc is None else (x, torch.zeros(2, enc.dim))
+    inputs = [INPUT_NAME] + ([CONTEXT_INPUT_NAME] if enc is not None else [])
     with tempfile.TemporaryDirectory(prefix="dermviewer-export-") as tmp, warnings.catch_warnings():
         # Exporter chatter (TorchScript deprecation, tracer notes on shape checks): the result is
         # validated by onnx.checker and a numeric parity check instead.
@@ -103,15 +108,16 @@ def _export_proto(bundle: Bundle, opset: int, exporter: str) -> onnx.ModelProto:
         try:
             if exporter == "torchscript":
                 torch.onnx.export(
-                    model, (x,), f, input_names=[INPUT_NAME], output_names=names, opset_version=opset, dynamo=False,
+                    model, args, f, input_names=inputs, output_names=names, opset_version=opset, dynamo=False,
                     do_constant_folding=True,
-                    dynamic_axes={INPUT_NAME: {0: "batch"}, **{k: {0: "batch"} for k in names}},
+                    dynamic_axes={**{k: {0: "batch"} for k in inputs}, **{k: {0: "batch"} for k in names}},
                 )
                 proto = onnx.load(str(f))
             elif exporter == "dynamo":
+                batch = torch.export.Dim("batch")
                 prog = torch.onnx.export(
-                    model, (x,), input_names=[INPUT_NAME], output_names=names, opset_version=opset,
-                    dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,
+                    model, args, input_names=inputs, output_names=names, opset_version=opset,
+                    dynamo=True, dynamic_shapes=tuple({0: batch} for _ in args), verbose=False,
                 )
                 if prog is None:
                     raise ExportError("the dynamo exporter returned no program", bundle.path)
