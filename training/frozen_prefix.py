@@ -6,8 +6,9 @@ Trainer draws photo ``i``'s augmentation from ``rng([seed, e, i])``; this module
 augmented photo for every epoch, runs the frozen prefix on it once, and keeps the result
 (``(epochs, N, C, h, w)`` fp16). Training then runs only the layers after the prefix on the cached
 tensors: the same optimisation as online augmentation with those stages frozen, for a fraction of the
-compute. With ``optim.frozen_views = V`` < epochs only the first V epochs' views are cached and epoch e
-reuses view ``e % V`` (the clinical-context dropping stays online, drawn per epoch) (on 2 CPU cores the early, high-resolution stages are most of a Lite2's cost). The cache depends
+compute (on 2 CPU cores the early, high-resolution stages are most of a Lite2's cost). With
+``optim.frozen_views = V`` < epochs only the first V epochs' views are cached and epoch e reuses view
+``e % V`` (the clinical-context dropping stays online, drawn per epoch). The cache depends
 only on the pretrained prefix, the augmentation and the seed, so the CV folds of a run, and other runs
 with the same prefix (the model and its CNN floor), share it (``runs/cache/<key>.npy``).
 
