@@ -1,5 +1,5 @@
 """``dermviewer-train``: pack | train | cv | lr-find | distill | evaluate | robustness | localisation-cv |
-export | ship.
+context-cv | export | ship.
 
 Every subcommand takes an experiment YAML (``configs/*.yaml``) and ``--set section.key=value``
 overrides; every run writes a folder (``--out``, default ``runs/<name>-<time>``). Bad specs, missing
@@ -86,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="append", required=True, metavar="LABEL=RUN_DIR",
                    help="a finished `cv` run and its train status, e.g. clean=runs/cpu_default_cv (repeatable)")
     p.add_argument("--no-sweep", action="store_true", help="only the Table 5 levels, no severity sweep")
+
+    p = sub.add_parser("context-cv", help="photo-only vs photo-plus-context figures of a context model's `cv` run, "
+                                          "under the protocol where a field's absence carries no label")
+    p.add_argument("run", type=Path, help="a finished `cv` run folder of a model that takes clinical context")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value of the run's config.yaml, e.g. --set train.tta_hflip=false")
+    p.add_argument("--seeds", type=int, default=3, help="random field-drop draws averaged per fold (default 3)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/context_cv)")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("localisation-cv", help="localisation figures (Grad-CAM pointing game, LSM hit rate, CAM "
                                                "energy) of each fold model of a `cv` run on its own test fold")
@@ -262,6 +272,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_config(args: argparse.Namespace) -> Any:
+    """The config a `cv` run saved, with ``--set`` overrides."""
+    from training.config import load_config, merge_dicts, parse_override
+
+    if not (args.run / "config.yaml").is_file():
+        raise FileNotFoundError(f"{args.run}: not a `cv` run folder (no config.yaml)")
+    over: dict[str, Any] = {"train": {"progress": False}} if getattr(args, "quiet", False) else {}
+    for text in args.overrides:
+        over = merge_dicts(over, parse_override(text))
+    return load_config(args.run / "config.yaml", over)
+
+
+def _cmd_context_cv(args: argparse.Namespace) -> int:
+    from training.context_cv import run_context_cv
+
+    path = run_context_cv(args.run, _run_config(args), out=args.out, root=args.data_root, seeds=args.seeds, log=_log)
+    print(f"context: {path}")
+    return 0
+
+
 def _cmd_localisation_cv(args: argparse.Namespace) -> int:
     from engine.masks import MaskSource
     from training.config import load_config, merge_dicts, parse_override
@@ -314,6 +344,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 _COMMANDS = {"pack": _cmd_pack, "train": _cmd_train, "cv": _cmd_cv, "lr-find": _cmd_lr_find,
              "distill": _cmd_distill, "evaluate": _cmd_evaluate, "robustness": _cmd_robustness,
              "robustness-cv": _cmd_robustness_cv, "localisation-cv": _cmd_localisation_cv,
+             "context-cv": _cmd_context_cv,
              "export": _cmd_export, "ship": _cmd_ship}
 
 
