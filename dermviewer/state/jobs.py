@@ -13,12 +13,13 @@ from dermviewer.state.metadata import photo_metadata
 from dermviewer.state.model import ModelHost
 from dermviewer.state.overlays import LSM_HEADS, OverlayLayer, lsm_map, token_boxes
 from dermviewer.state.whatif import WhatIfParams
+from engine.context import ClinicalContext
 from engine.errors import DermViewerError
 from engine.imageio import load_image
 from engine.prediction import Prediction
 
 __all__ = ["CaseView", "FolderItem", "WhatIfView", "analyze_photo", "layers_for", "predict_many", "predict_whatif",
-           "thumbnail"]
+           "predict_with_context", "thumbnail"]
 
 THUMB = 96
 
@@ -77,6 +78,11 @@ def predict_whatif(host: ModelHost, clean: np.ndarray, params: WhatIfParams) -> 
     pred = host.predictor.predict(corrupted)
     size = (int(corrupted.shape[0]), int(corrupted.shape[1]))
     return WhatIfView(params, corrupted, pred, layers_for(pred, size))
+
+
+def predict_with_context(host: ModelHost, image: np.ndarray, context: ClinicalContext) -> Prediction:
+    """The shown photo's prediction given the clinical context (the photo-only one is the view's)."""
+    return host.predictor.predict(image, context)
 
 
 @dataclass(frozen=True)

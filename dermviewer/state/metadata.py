@@ -11,7 +11,7 @@ import csv
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["MANIFEST_NAME", "SHOWN_FIELDS", "find_manifest", "photo_metadata"]
+__all__ = ["MANIFEST_NAME", "SHOWN_FIELDS", "find_manifest", "manifest_row", "photo_metadata"]
 
 MANIFEST_NAME = "manifest.csv"
 SHOWN_FIELDS = {"age": "Age", "gender": "Sex", "fitzpatrick": "Fitzpatrick type", "body_part": "Region"}
@@ -37,17 +37,22 @@ def _read_manifest(path: Path, mtime_ns: int) -> dict[str, dict[str, str]]:
     return rows
 
 
-def photo_metadata(photo: str | Path) -> dict[str, str]:
-    """``{"Age": "54", "Sex": "male", ...}`` for the photo, or ``{}`` when no manifest names it."""
+def manifest_row(photo: str | Path) -> dict[str, str] | None:
+    """The photo's whole manifest row (every column, as written), or None when no manifest names it."""
     photo = Path(photo)
     manifest = find_manifest(photo)
     if manifest is None:
-        return {}
+        return None
     try:
         rows = _read_manifest(manifest.resolve(), manifest.stat().st_mtime_ns)
     except (OSError, csv.Error, UnicodeDecodeError):
-        return {}
-    row = rows.get(photo.name) or rows.get(photo.stem)
+        return None
+    return rows.get(photo.name) or rows.get(photo.stem)
+
+
+def photo_metadata(photo: str | Path) -> dict[str, str]:
+    """``{"Age": "54", "Sex": "male", ...}`` for the photo, or ``{}`` when no manifest names it."""
+    row = manifest_row(photo)
     if row is None:
         return {}
     out = {}
