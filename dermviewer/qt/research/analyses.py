@@ -46,6 +46,7 @@ class PanelAnalyses:
     compare: Any
     embedding: Any
     embedding_xy: Any
+    embedding_method: str = "PCA"
     cache_dir: Any
     message: Any
     _predictor: Any
@@ -151,6 +152,7 @@ class PanelAnalyses:
 
         def done(xy: np.ndarray) -> None:
             self.embedding_xy = xy
+            self.embedding_method = "t-SNE" if method == "tsne" else "PCA"
             self._draw_embedding()
 
         self.embedding.plot.ax.set_title("computing…")
@@ -172,5 +174,6 @@ class PanelAnalyses:
             groups = np.where(table.true < 0, "(unknown)", np.where(table.correct, "correct", "wrong")).astype(object)
         else:
             groups = np.array([v or "(unknown)" for v in table.subgroups[by]], dtype=object)
-        self.embedding.plot.show_map(xy, groups, f"Embedding map coloured by {by} (click a point to inspect)")
+        self.embedding.plot.show_map(xy, groups, f"Embedding map ({self.embedding_method}) coloured by {by} "
+                                                 "(click a point to inspect)")
 

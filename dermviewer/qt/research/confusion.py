@@ -29,10 +29,11 @@ def _shade(share: float, diagonal: bool) -> QColor:
 class ConfusionMatrixWidget(QWidget):
     cell_clicked = Signal(int, int)
 
-    def __init__(self, title: str = "Confusion matrix", parent: QWidget | None = None) -> None:
+    def __init__(self, title: str = "Confusion matrix", parent: QWidget | None = None, clickable: bool = True) -> None:
         super().__init__(parent)
-        self.title = QLabel(f"<b>{title}</b> <span style='color:gray'>rows: true class, columns: predicted; "
-                            "click a cell to see its photos</span>")
+        hint = "; click a cell to see its photos" if clickable else ""
+        self.title = QLabel(f"<b>{title}</b> <span style='color:gray'>rows: true class, columns: "
+                            f"predicted{hint}</span>")
         self.title.setWordWrap(True)
         self.table = QTableWidget()
         self.table.setObjectName("confusion_table")
@@ -54,6 +55,7 @@ class ConfusionMatrixWidget(QWidget):
         self.table.clear()
         self.table.setRowCount(n)
         self.table.setColumnCount(n)
+        self.table.setMinimumHeight(min(30 + 34 * n, 520))  # every row readable; a 14-class matrix scrolls
         support = self.matrix.sum(axis=1)
         self.table.setHorizontalHeaderLabels([f"→ {c}" for c in codes])
         self.table.setVerticalHeaderLabels([f"{c} (n={support[i]})" for i, c in enumerate(codes)])

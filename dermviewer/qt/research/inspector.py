@@ -91,8 +91,10 @@ class ScaledImage(QLabel):
         super().__init__()
         self.setObjectName(name)
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setMinimumSize(150, 150)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setMinimumSize(120, 120)
+        policy = QSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        policy.setHeightForWidth(True)  # square cells: photos are near-square, no dead bands above and below
+        self.setSizePolicy(policy)
         self.setStyleSheet("background: #eaeded; color: #566573;")
         self.source: QPixmap | None = None
 
@@ -102,6 +104,15 @@ class ScaledImage(QLabel):
             self.setPixmap(QPixmap())
             self.setText(text)
         self._fit()
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        return width
+
+    def sizeHint(self) -> QSize:
+        return QSize(200, 200)
 
     def resizeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
         super().resizeEvent(event)
@@ -131,14 +142,19 @@ class InspectorWidget(QWidget):
         self.captions = {k: QLabel(t) for k, t in (("photo", "photo · lesion outline (green) · LSM tokens (white)"),
                                                    ("cam_true", "Grad-CAM: true class"),
                                                    ("cam_pred", "Grad-CAM: predicted class"))}
-        grid = QGridLayout()
-        for col, key in enumerate(("photo", "cam_true", "cam_pred")):
+        self.differential = QLabel("")
+        self.differential.setObjectName("inspector_differential")
+        self.differential.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.differential.setWordWrap(True)
+        grid = QGridLayout()  # photo | CAM of the true class / differential | CAM of the predicted class
+        for (row, col), key in zip(((0, 0), (0, 1), (2, 1)), ("photo", "cam_true", "cam_pred"), strict=True):
             self.captions[key].setAlignment(Qt.AlignmentFlag.AlignCenter)
             self.captions[key].setWordWrap(True)
-            grid.addWidget(self.captions[key], 0, col)
-            grid.addWidget(self.views[key], 1, col)
+            grid.addWidget(self.captions[key], row, col)
+            grid.addWidget(self.views[key], row + 1, col)
+        grid.addWidget(self.differential, 2, 0, 2, 1)
+        for col in (0, 1):
             grid.setColumnStretch(col, 1)
-        grid.setRowStretch(1, 1)
         self.neighbour_row = QHBoxLayout()
         self.neighbour_buttons: list[QToolButton] = []
         nb_title = QLabel("<b>Nearest neighbours</b> (by embedding; ✓ shares the label, ✗ does not; click to open)")
@@ -146,10 +162,11 @@ class InspectorWidget(QWidget):
         lay = QVBoxLayout(self)
         lay.addWidget(self.title)
         lay.addWidget(self.heads)
-        lay.addLayout(grid, 1)
+        lay.addLayout(grid)
         lay.addWidget(self.figures)
         lay.addWidget(nb_title)
         lay.addLayout(self.neighbour_row)
+        lay.addStretch(1)
         self.current: InspectorView | None = None
 
     def show_pending(self, name: str) -> None:
@@ -181,6 +198,7 @@ class InspectorWidget(QWidget):
             arr = getattr(view, key)
             self.views[key].set_image(None if arr is None else QPixmap.fromImage(to_qimage(arr)),
                                       "no label" if key == "cam_true" else "–")
+        self.differential.setText(self._differential(view, dataset))
         loc = ins.localisation
         if loc is None or loc.status != "ok":
             why = "no lesion mask for this photo" if loc is None or loc.status == "no_mask" else "empty mask"
@@ -193,6 +211,22 @@ class InspectorWidget(QWidget):
                 f"<b>{loc.lsm_hit_rate:.0%}</b> (chance {loc.lsm_chance:.0%}) · CAM energy in lesion "
                 f"{loc.energy_ratio:.2f}× its area share")
         self._show_neighbours(view, dataset)
+
+    @staticmethod
+    def _differential(view: InspectorView, dataset: EvalDataset) -> str:
+        """The evaluation's disease probabilities as a small bar table (true class marked)."""
+        ins = view.inspection
+        codes = dataset.taxonomy.head("disease").codes
+        probs = ins.disease_probs
+        rows = []
+        for c in np.argsort(-probs):
+            bar = "█" * max(1, round(24 * float(probs[c])))
+            mark = " ← true" if c == ins.true_class else ""
+            colour = "#1e8449" if c == ins.true_class else ("#922b21" if c == ins.pred_class else "#5d6d7e")
+            rows.append(f"<tr><td><b>{codes[c]}</b></td><td align=right>{100 * float(probs[c]):.0f}%</td>"
+                        f"<td style='color:{colour}'>{bar}{mark}</td></tr>")
+        return ("<b>Differential</b> (the evaluation's disease probabilities)<table cellspacing=3>" + "".join(rows)
+                + "</table>")
 
     def _show_neighbours(self, view: InspectorView, dataset: EvalDataset) -> None:
         for b in self.neighbour_buttons:

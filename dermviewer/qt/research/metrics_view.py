@@ -34,7 +34,7 @@ def pct(v: float | None, digits: int = 1) -> str:
 
 class ReliabilityPlot(PlotCanvas):
     def __init__(self) -> None:
-        super().__init__("reliability_plot", 3.6, 2.8)
+        super().__init__("reliability_plot", 3.6, 2.8, margins=(0.11, 0.97, 0.88, 0.2))
         self.ax = self.fig.add_subplot()
         self.clear_plot()
 

@@ -42,7 +42,7 @@ class SweepCurves(PlotCanvas):
         self.acc.set_title("Accuracy vs severity")
         self.acc.set_ylabel("accuracy (solid) / BMA (dashed)")
         self.flip.set_title("Prediction flips vs severity")
-        self.flip.set_ylabel("share of photos whose top class changed")
+        self.flip.set_ylabel("flip rate (share of photos)")
         names = list(dict.fromkeys(p.corruption for p in points))
         for k, name in enumerate(names):
             pts = sorted((p for p in points if p.corruption == name), key=lambda p: p.level)
@@ -97,7 +97,7 @@ class RobustnessView(QWidget):
         self.choice = QComboBox()
         self.choice.setObjectName("sweep_confusion_choice")
         self.choice.currentIndexChanged.connect(self._show_choice)
-        self.confusion = ConfusionMatrixWidget("Confusion under the chosen corruption")
+        self.confusion = ConfusionMatrixWidget("Confusion under the chosen corruption", clickable=False)
         pick = QHBoxLayout()
         pick.addWidget(QLabel("confusion matrix under"))
         pick.addWidget(self.choice, 1)

@@ -48,11 +48,13 @@ class SubgroupView(QWidget):
         for r, row in enumerate(rows):
             cells = [row.column.replace("_", " "), row.value, str(row.n), str(row.n_classes), pct(row.accuracy),
                      str(row.accuracy_ci or "–"), pct(row.bma), str(row.bma_ci or "–"),
-                     "too small to judge" if row.too_small else ""]
+                     "too small" if row.too_small else ""]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if row.too_small:
                     item.setForeground(grey)
+                    item.setToolTip(f"too small to judge: {row.n} photos, {row.n_classes} classes "
+                                    f"(needs {MIN_PHOTOS} photos and two classes)")
                 self.table.setItem(r, c, item)
 
     def export_rows(self) -> tuple[list[str], list[list[object]]]:

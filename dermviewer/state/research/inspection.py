@@ -49,6 +49,7 @@ class PhotoInspection:
     pred_class: int  # the evaluation's top class (an OOF file's fold model), explained by cam_pred
     model_class: int  # the loaded model's top class on this photo (the LSM tokens and CAMs are its)
     pred_probability: float  # of pred_class, in the evaluation shown
+    disease_probs: np.ndarray  # (C,) the evaluation's differential (the loaded model's when not evaluated)
     mask: np.ndarray | None  # bool (H, W)
     localisation: PhotoLocalisation | None
     neighbours: list[Neighbour] = field(default_factory=list)
@@ -131,5 +132,7 @@ def inspect_photo(predictor: Predictor, explain_model: Any, dataset: EvalDataset
         near = neighbours.query(result.embeddings[index], t_idx, k, exclude=index,
                                 exclude_hash=dataset.images.hash(index))
     heads = _heads(dataset, result, index, pred, predictor.bundle.threshold("attributes"))
-    prob = float(result.disease[index, p_idx]) if shown >= 0 else float(pred.top.probability)
-    return PhotoInspection(index, image, pred, heads, cam_true, cam_pred, t_idx, p_idx, m_idx, prob, mask, loc, near)
+    live = np.zeros(len(codes), np.float32) if pred.disease_probs is None else np.asarray(pred.disease_probs)
+    probs = np.asarray(result.disease[index]) if shown >= 0 else live
+    return PhotoInspection(index, image, pred, heads, cam_true, cam_pred, t_idx, p_idx, m_idx, float(probs[p_idx]),
+                           probs, mask, loc, near)
