@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from dermviewer.qt.convert import image_pyramid
 from dermviewer.qt.workers import QtExecutor
 from dermviewer.state.app_state import AppState
+from dermviewer.state.context import ContextReview
 from dermviewer.state.coordinator import Coordinator
 from dermviewer.state.executor import ComputeSlots, ThreadBudget
 from dermviewer.state.whatif import WhatIfParams
@@ -76,6 +77,7 @@ class Controller(QObject):
         c.sweep_progress.connect(lambda done, total, result: self.sweep_progress.emit((done, total, result)))
         c.sweep_finished.connect(self.sweep_finished.emit)
         c.busy_changed.connect(self.busy_changed.emit)
+        self.context = ContextReview(c, timer=QtTimer(self))  # the clinical context beside the photo
 
     # -- what the window draws ----------------------------------------------------------------------
     @property
@@ -121,4 +123,5 @@ class Controller(QObject):
         self.coordinator.cancel_sweep()
 
     def shutdown(self) -> None:
+        self.context.shutdown()
         self.coordinator.shutdown()

@@ -1,4 +1,5 @@
-"""The findings: uncertainty notice, differential (top-k), body parts, attributes and patient metadata."""
+"""The findings: uncertainty notice, differential (top-k), the clinical context and what it changes
+(:mod:`dermviewer.qt.context_panel`), body parts, attributes and patient metadata."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from dermviewer.qt.context_panel import ContextPanel
 from dermviewer.qt.score_table import ScoreTable
 from engine.prediction import Prediction
 
@@ -60,6 +62,8 @@ class FindingsPanel(QWidget):
         self.differential = ScoreTable("disease", "malignant")
         dl.addWidget(self.differential)
         lay.addWidget(diff_box)
+        self.context = ContextPanel()
+        lay.addWidget(self.context)
 
         bp_box = QGroupBox("Body part")
         QVBoxLayout(bp_box).addWidget(bp := ScoreTable("body_part", "predicted"))

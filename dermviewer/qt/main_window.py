@@ -168,6 +168,7 @@ class MainWindow(QMainWindow):
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
         self.findings.class_chosen.connect(c.request_gradcam)
         self.findings.top_k_changed.connect(lambda k: setattr(s.settings, "top_k", k))
+        self.findings.context.bind(c.context, s)
         self.whatif_panel.params_changed.connect(self._whatif_params)
         self.whatif_panel.sweep_requested.connect(self._start_sweep)
         self.whatif_panel.sweep_cancelled.connect(c.cancel_sweep)

@@ -203,6 +203,10 @@ class ContextReview:
         elif self._debouncer.pending and self.timer is not None:
             self.timer.start(self._debouncer.time_left(now), self.flush)
 
+    def shutdown(self) -> None:
+        """The window closes: nothing pending may start or arrive."""
+        self._drop_pending()
+
     # -- photo / model changes -------------------------------------------------------------------------
     def _view_changed(self) -> None:
         view = self.state.view
