@@ -126,3 +126,24 @@ def test_an_evaluation_runs_in_the_background_and_is_reopened_from_its_cache(pan
     panel.open_path("manifest", ten)
     qtbot.waitUntil(lambda: "from the evaluation cache" in panel.eta.text(), timeout=TIMEOUT)
     assert panel.session.result is not None and panel.session.result.done.all()
+
+
+def test_clicking_a_point_of_the_embedding_map_opens_that_photo(panel: ResearchPanel, qtbot) -> None:
+    from PySide6.QtCore import QPoint
+
+    panel.tabs.setCurrentWidget(panel.embedding)
+    panel.compute_embedding_map("pca")
+    qtbot.waitUntil(lambda: panel.embedding_xy is not None, timeout=TIMEOUT)
+    plot = panel.embedding.plot
+    plot.draw()
+    target = 123
+    x, y = plot.ax.transData.transform(panel.embedding_xy[target])
+    ratio = plot.device_pixel_ratio or 1
+    pos = QPoint(round(x / ratio), round(plot.height() - y / ratio))
+    with qtbot.waitSignal(plot.picked, timeout=TIMEOUT) as picked:
+        qtbot.mouseClick(plot, Qt.MouseButton.LeftButton, pos=pos)
+    chosen = picked.args[0]
+    assert np.hypot(*(panel.embedding_xy[chosen] - panel.embedding_xy[target])) < 0.05 * np.ptp(
+        panel.embedding_xy[:, 0])  # the point under the cursor (or one drawn on top of it)
+    qtbot.waitUntil(lambda: panel.inspector.current is not None and
+                    panel.inspector.current.inspection.index == chosen, timeout=TIMEOUT)

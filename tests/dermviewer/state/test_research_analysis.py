@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,45 @@ def test_embedding_map_places_every_photo(oof) -> None:
     xy = embedding_map(res.embeddings[:120], "pca")
     assert xy.shape == (120, 2) and np.isfinite(xy).all()
     assert xy.std(axis=0).min() > 0
+
+
+def test_reopening_defers_only_the_attribute_metrics(oof) -> None:
+    from dermviewer.state.research.metrics import attribute_metrics, compute_metrics
+    from dermviewer.state.research.session import ResearchSession, prepare_result
+
+    ds, res = oof
+    quick = prepare_result(ds, res, attributes=False)
+    assert quick.metrics.attributes is None and quick.metrics.disease is not None
+    session = ResearchSession()
+    session.set_dataset(ds)
+    session.set_result(res, quick)
+    arrived: list[bool] = []
+    session.metrics_changed.connect(lambda: arrived.append(True))
+    assert not session.add_attribute_metrics(dataclasses.replace(res), attribute_metrics(ds, res))  # another result
+    assert session.add_attribute_metrics(res, attribute_metrics(ds, res)) and arrived == [True]
+    full = compute_metrics(ds, res)
+    assert session.metrics.attributes == full.attributes
+    assert session.metrics.disease.balanced_accuracy == full.disease.balanced_accuracy
+
+
+def test_a_cache_file_of_another_model_is_refused_naming_it(tmp_path) -> None:
+    from dermviewer.state.research.cache import EvaluationCache
+    from dermviewer.state.research.errors import CacheError
+
+    a = EvaluationCache(tmp_path, "a" * 64, "model a")
+    a.append(["h1", "h2"], {"disease": np.eye(2, 6, dtype=np.float32)}, None)
+    found, probs, _ = EvaluationCache(tmp_path, "a" * 64).read(["h2", "h3", "h1"])
+    assert found.tolist() == [True, False, True]
+    np.testing.assert_array_equal(probs["disease"][0], np.eye(2, 6)[1])
+    other = EvaluationCache(tmp_path, "a" * 24 + "b" * 40)  # same file name prefix, another model
+    assert other.path == a.path
+    with pytest.raises(CacheError, match="written for model") as err:
+        other.index()
+    assert err.value.path == a.path
+
+
+def test_exported_tables_leave_unknown_numbers_empty(tmp_path) -> None:
+    from dermviewer.state.research.export import export_table
+
+    out = export_table(tmp_path / "t.csv", ["name", "value"], [["a", 0.5], ["b", float("nan")]])
+    assert out.read_text().splitlines() == ["name,value", "a,0.5", "b,"]
