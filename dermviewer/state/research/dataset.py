@@ -18,9 +18,11 @@ from dermviewer.state.research.errors import DatasetError
 from dermviewer.state.research.images import FileImages, ImageSource
 from dermviewer.state.research.mapping import MappingReport, TaxonomyMapping
 from dermviewer.state.research.spec import ManifestSpec, default_manifest_spec, read_spec
+from engine.masks import MaskError, MaskSource
 from engine.taxonomy import Taxonomy, load_taxonomy
 
-__all__ = ["SUBGROUP_COLUMNS", "EvalDataset", "age_band", "from_frame", "join_manifest", "open_folder", "open_manifest"]
+__all__ = ["SUBGROUP_COLUMNS", "EvalDataset", "age_band", "from_frame", "join_manifest", "mask_paths", "open_folder",
+           "open_manifest"]
 
 SUBGROUP_COLUMNS = ("body_part", "fitzpatrick", "sex", "age_band")
 _TRUE = {"1", "1.0", "true", "yes", "y", "t"}
@@ -109,10 +111,17 @@ def _cells(df: pd.DataFrame, column: str | None) -> list[str]:
     return [str(v).strip() for v in df[column].tolist()]
 
 
-def _mask_path(root: Path, image: Path) -> Path | None:
-    """PAD-UFES-20 convention (its README): ``masks/<stem>.png`` beside ``images/``."""
-    candidate = root / "masks" / f"{image.stem}.png"
-    return candidate if candidate.is_file() else None
+def mask_paths(root: Path, photos: list[Path | None]) -> list[Path | None]:
+    """Each photo's lesion mask in ``<root>/masks`` (PAD-UFES-20's layout, its README), found by
+    ``engine.masks.MaskSource`` (stem match, ``_mask`` suffix allowed); None where there is none."""
+    folder = root / "masks"
+    if not folder.is_dir():
+        return [None] * len(photos)
+    try:
+        source = MaskSource.from_folder(folder)
+    except MaskError:
+        return [None] * len(photos)
+    return [None if p is None else source.path_for(p) for p in photos]
 
 
 def from_frame(df: pd.DataFrame, spec: ManifestSpec, taxonomy: Taxonomy, *, kind: str, source: Path,
@@ -151,7 +160,7 @@ def from_frame(df: pd.DataFrame, spec: ManifestSpec, taxonomy: Taxonomy, *, kind
         name=spec.name, source=source, kind=kind, taxonomy=taxonomy, ids=ids, images=FileImages(paths),
         disease=disease, label_status=status, body_part=body, attributes=attrs, attributes_known=known,
         eval_exclude=exclude, groups=_cells(df, spec.group_column),
-        metadata={c: _cells(df, c) for c in df.columns}, mask_paths=[_mask_path(spec.root, p) for p in paths],
+        metadata={c: _cells(df, c) for c in df.columns}, mask_paths=mask_paths(spec.root, list(paths)),
         mapping=report, frame=df, root=spec.root, image_column=spec.image_column,
     )
 
@@ -224,5 +233,5 @@ def join_manifest(ds: EvalDataset, manifest: Path) -> None:
     ds.images = FileImages(paths)
     ds.metadata = cells
     ds.groups = cells.get(spec.group_column or "", ds.groups)
-    ds.mask_paths = [None if p is None else _mask_path(spec.root, p) for p in paths]
+    ds.mask_paths = mask_paths(spec.root, paths)
     ds.frame, ds.root, ds.image_column = aligned, spec.root, spec.image_column

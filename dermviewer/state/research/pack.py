@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dermviewer.state.research.dataset import EvalDataset, _mask_path, join_manifest
+from dermviewer.state.research.dataset import EvalDataset, join_manifest, mask_paths
 from dermviewer.state.research.errors import DatasetError
 from dermviewer.state.research.images import PackImages
 from dermviewer.state.research.mapping import LabelStatus
@@ -79,7 +79,7 @@ def open_pack(path: str | Path, taxonomy: Taxonomy | None = None) -> EvalDataset
         images=PackImages(path, range(n), hashes, size, files), disease=heads["disease"],
         label_status=[LabelStatus.OK if d >= 0 else LabelStatus.UNMAPPED for d in heads["disease"]],
         body_part=heads["body_part"], attributes=attrs, attributes_known=known, eval_exclude=exclude,
-        groups=groups, metadata=metadata, mask_paths=[_mask_path(root, p) for p in files], root=root,
+        groups=groups, metadata=metadata, mask_paths=mask_paths(root, list(files)), root=root,
     )
     manifest = Path(spec.get("manifest", ""))
     if manifest.is_file():
