@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 from dermviewer.qt.score_table import BENIGN, MALIGNANT, MALIGNANT_ROLE, PROB_ROLE
 from dermviewer.state.app_state import AppState
 from dermviewer.state.context import FIELD_LABELS, ContextComparison, ContextReview
-from engine.context import ATTRIBUTE_FIELDS, ClinicalContext
+from engine.context import ATTRIBUTE_FIELDS, CONTEXT_FIELDS, ClinicalContext
 
 __all__ = ["ContextPanel"]
 
@@ -100,7 +100,7 @@ class ContextPanel(QGroupBox):
         grid.addWidget(QLabel(FIELD_LABELS["body_part"]), 0, 2)
         grid.addWidget(self.site, 0, 3)
         self.flags: dict[str, QButtonGroup] = {}
-        self._flag_boxes: list[QWidget] = []
+        self._field_widgets: dict[str, QWidget] = {"age": self.age, "body_part": self.site}
         for i, name in enumerate(ATTRIBUTE_FIELDS):
             row, col = 1 + i // 2, 2 * (i % 2)
             grid.addWidget(QLabel(FIELD_LABELS[name]), row, col)
@@ -143,7 +143,6 @@ class ContextPanel(QGroupBox):
         self.table.hide()
         lay.addWidget(self.table)
         self.comparison: ContextComparison | None = None
-        self._inputs: list[QWidget] = [self.age, self.site, self.reset, *self._flag_boxes]
         self._available = False
         self.set_available(False)
         self._note("The model is loading…", NOTE_STYLE)  # until bind() learns whether it takes the context
@@ -169,7 +168,7 @@ class ContextPanel(QGroupBox):
         group.button(2).setChecked(True)
         group.idClicked.connect(lambda i, n=name: self.field_edited.emit(n, FLAG_CHOICES[i][1]))
         self.flags[name] = group
-        self._flag_boxes.append(box)
+        self._field_widgets[name] = box
         return box
 
     # -- review -> widgets ------------------------------------------------------------------------------
@@ -192,7 +191,7 @@ class ContextPanel(QGroupBox):
         enc = review.encoding
         codes = list(enc.sites) if enc is not None and enc.sites else list(names)
         self.set_sites([(c, names.get(c, c)) for c in codes])
-        self.set_available(enc is not None)
+        self.set_available(enc is not None, enc.fields if enc is not None else ())
         self.show_context(review.context)
 
     def set_sites(self, sites: list[tuple[str, str]]) -> None:
@@ -206,10 +205,13 @@ class ContextPanel(QGroupBox):
         self.site.setCurrentIndex(max(0, self.site.findData(current)))
         self.site.blockSignals(False)
 
-    def set_available(self, available: bool) -> None:
+    def set_available(self, available: bool, fields: tuple[str, ...] = CONTEXT_FIELDS) -> None:
+        """Enable the fields the model takes (``fields``); all are disabled for a photo-only model."""
         self._available = available
-        for w in self._inputs:
-            w.setEnabled(available)
+        for name, w in self._field_widgets.items():
+            w.setEnabled(available and name in fields)
+            w.setToolTip("" if not available or name in fields else "This model does not take this field")
+        self.reset.setEnabled(available)
         if not available:
             self.table.hide()
             self._note("This model takes no clinical context: the differential above is from the photo alone.",

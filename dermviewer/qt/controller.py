@@ -2,7 +2,8 @@
 jobs on worker threads (one per lane) and delivers results on the UI thread, a QTimer debounces the
 what-if sliders, image pyramids for drawing are built inside the jobs, and the coordinator's events are
 re-emitted as Qt signals for widgets and tests. Every decision (tickets, stale results, re-queues,
-cancelling) is the coordinator's.
+cancelling) is the coordinator's. The clinical context beside the photo is a
+:class:`~dermviewer.state.context.ContextReview` on the same coordinator, with its own debounce QTimer.
 
 The thread budget is set here, once per process, before any model runs: see
 :class:`~dermviewer.state.executor.ThreadBudget`.

@@ -88,6 +88,7 @@ def test_prefilled_fields_and_an_edit_bring_the_second_differential(window_on, q
     _assert_shows(panel.shown_probabilities(2), reference.predict(FIRST, row_ctx))
 
     # -- edit one field: the second differential arrives, as the model says ----------------------------
+    assert {"age", "bleed"} <= set(reference.context_encoding.fields), "this test edits the age and bleed fields"
     before = panel.shown_probabilities(2)
     photo_only = win.state.view.prediction
     bleeds = panel.findChild(type(panel.flags["bleed"].button(0)), "context_bleed_yes")

@@ -133,7 +133,7 @@ def test_the_manifest_row_prefills_the_context_and_its_differential_arrives(cont
     assert s.review.context == expected
     cmp = s.review.comparison
     assert cmp is not None and cmp.path == FIRST
-    assert cmp.used == CONTEXT_FIELDS
+    assert cmp.used == context_host.predictor.context_encoding.fields  # all eight are known in this row
     image = load_image(FIRST)
     np.testing.assert_allclose(_probs(cmp.prediction), _probs(reference.predict(image, expected)), atol=1e-5)
     np.testing.assert_allclose([r.photo_only for r in cmp.rows], [x.probability for x in reference.predict(image)
@@ -164,7 +164,9 @@ def test_an_edit_runs_one_debounced_context_job_and_never_the_photo_only_one(con
     assert calls == [ctx]  # one prediction, with the context: the photo-only one was not re-run
     assert s.co.state.view.prediction is photo_only
     cmp = s.review.comparison
-    assert cmp is not None and cmp.context == ctx and cmp.used == ("age", "bleed") and not s.review.pending
+    fields = context_host.predictor.context_encoding.fields
+    assert cmp is not None and cmp.context == ctx and not s.review.pending
+    assert cmp.used == tuple(f for f in fields if f in ("age", "bleed"))
     np.testing.assert_allclose(_probs(cmp.prediction), _probs(reference.predict(load_image(FIRST), ctx)), atol=1e-5)
     assert max(abs(r.delta) for r in cmp.rows) > 1e-3  # the context moved the differential
     # back to all-unknown: the photo-only answer is the whole answer, no job
@@ -203,6 +205,29 @@ def test_a_late_result_of_a_superseded_edit_is_dropped(context_host, reference) 
     assert cmp is not None and cmp.context.hurt is True and cmp.context.age is None
     np.testing.assert_allclose(_probs(cmp.prediction), _probs(reference.predict(load_image(FIRST), cmp.context)),
                                atol=1e-5)
+
+
+def test_a_new_model_keeps_the_edits_on_the_same_photo_and_a_photo_only_one_drops_the_job(context_model) -> None:
+    host = ModelHost()  # its own: this test swaps the model
+    host.load(context_model, "cpu", "torch")
+    s = Setup(host)
+    s.open(FIRST)
+    s.edit("hurt", "yes")
+    s.ex.run_pending()
+    edited = s.review.context
+    assert edited.hurt is True and s.review.comparison is not None
+    s.co.load_model(context_model)  # the same photo is analysed again under the new model
+    s.ex.run_pending()
+    assert s.review.context == edited  # not re-filled from the manifest
+    cmp = s.review.comparison
+    assert cmp is not None and cmp.context == edited
+    path = photo_only_model()
+    if path is None:
+        return
+    s.co.load_model(path)
+    s.ex.run_pending()
+    assert not s.review.available and s.review.comparison is None and s.ex.pending() == []
+    assert s.shown[-1] is None  # the panel was told the second differential is gone
 
 
 def test_a_bad_value_is_refused_naming_the_field_and_nothing_crashes(context_host) -> None:
