@@ -144,8 +144,9 @@ def near_duplicate_conflicts(store: SqlAnnotationStore, annotator: str, max_dist
 
 
 def rank_suspects(store: SqlAnnotationStore, annotator: str, oof: OofPredictions | None) -> list[Suspect]:
-    """Every photo, most suspect first: near-duplicate conflicts, then confident-learning issues, then the rest
-    by how little the out-of-fold model believes the current label (worst head counts)."""
+    """Every photo, most suspect first: near-duplicate conflicts, then by how little the out-of-fold model
+    believes the current label (confident-learning issues count fully, the rest half; each head weighed by the
+    model's accuracy on it; the worst head counts)."""
     values = store.values(annotator)
     keys = [p.key for p in store.photos()]
     suspects = {k: Suspect(k, 0.0) for k in keys}
@@ -161,9 +162,11 @@ def rank_suspects(store: SqlAnnotationStore, annotator: str, oof: OofPredictions
             continue
         labels = np.array([codes.index(values[labelled[i]][head]) for i in idx])
         quality, flagged = label_quality(labels, probs[idx])
+        # a head the model rarely gets right says little about a label: weigh it by the model's accuracy there
+        weight = float(np.mean(np.argmax(probs[idx], axis=1) == labels))
         for n, i in enumerate(idx):
             s = suspects[labelled[i]]
-            score = (1.0 - float(quality[n])) * (1.0 if flagged[n] else 0.5)
+            score = weight * (1.0 - float(quality[n])) * (1.0 if flagged[n] else 0.5)
             if score > s.score:
                 s.score = score
             if flagged[n]:
