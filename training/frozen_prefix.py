@@ -33,7 +33,7 @@ from training.config import ExperimentConfig
 from training.data.dataset import PackDataset
 from training.data.pack import PackData
 
-__all__ = ["CachedViewDataset", "frozen_prefix", "prefix_slots", "view_cache"]
+__all__ = ["CachedViewDataset", "frozen_prefix", "prefix_restored", "prefix_slots", "view_cache"]
 
 
 def prefix_slots(model: nn.Module, stages: int) -> list[tuple[nn.Module, str]]:
@@ -60,6 +60,19 @@ def frozen_prefix(model: nn.Module, stages: int) -> Iterator[nn.Sequential]:
     finally:
         for (parent, name), mod in zip(slots, prefix, strict=True):
             setattr(parent, name, mod)
+
+
+@contextmanager
+def prefix_restored(model: nn.Module, stages: int, prefix: nn.Sequential) -> Iterator[None]:
+    """Inside :func:`frozen_prefix`: the whole model again for a moment (validation on pixels)."""
+    slots = prefix_slots(model, stages)
+    for (parent, name), mod in zip(slots, prefix, strict=True):
+        setattr(parent, name, mod)
+    try:
+        yield
+    finally:
+        for parent, name in slots:
+            setattr(parent, name, nn.Identity())
 
 
 def _key(cfg: ExperimentConfig, data: PackData, stem: str, img_size: int, stages: int, epochs: int) -> str:

@@ -44,7 +44,7 @@ from training.evaluate import (
     table2_markdown,
     write_plots,
 )
-from training.frozen_prefix import CachedViewDataset, frozen_prefix, view_cache
+from training.frozen_prefix import CachedViewDataset, frozen_prefix, prefix_restored, view_cache
 from training.losses import MultiTaskLoss
 from training.trainer import Trainer, TrainResult, amp_dtype, resolve_device
 
@@ -239,20 +239,30 @@ def fit(
             return flat_metrics(compute_metrics(preds, data))
 
     if cfg.optim.frozen_stages:
-        if val_fn is not None:
-            raise ConfigError("optim.frozen_stages trains on cached features; it cannot score a validation split")
-        with frozen_prefix(model, cfg.optim.frozen_stages) as prefix:
+        stages = cfg.optim.frozen_stages
+        with frozen_prefix(model, stages) as prefix:
             stem = "lite" + mcfg.backbone.rsplit("lite", 1)[-1]
             views = view_cache(cfg, data, prefix, stem=stem, img_size=mcfg.img_size,
                                cache_dir=resolve_repo_path(cfg.output_dir) / "cache")
-            trainer = Trainer(model, loss_fn, CachedViewDataset(train_set, views), cfg, run_dir, dist=dist,
+            pixel_val = val_fn
+
+            def cached_val(m: nn.Module) -> dict[str, float]:  # validation runs the whole model on pixels
+                assert pixel_val is not None
+                with prefix_restored(m, stages, prefix):
+                    return pixel_val(m)
+
+            trainer = Trainer(model, loss_fn, CachedViewDataset(train_set, views), cfg, run_dir,
+                              val_fn=cached_val if val_fn is not None else None, dist=dist,
                               sample_weights=weights, extra_loss=extra_loss)
             result = trainer.fit(resume=resume)
+            if val_fn is not None and result.best_checkpoint is not None:  # saved without the prefix
+                state = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)
+                model.load_state_dict(state["model"])
     else:
         trainer = Trainer(model, loss_fn, train_set, cfg, run_dir, val_fn=val_fn, dist=dist,
                           sample_weights=weights, extra_loss=extra_loss)
         result = trainer.fit(resume=resume)
-    if val_fn is not None and result.best_checkpoint is not None:
+    if val_fn is not None and result.best_checkpoint is not None and not cfg.optim.frozen_stages:
         state = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
     val_preds = None

@@ -53,3 +53,16 @@ def test_fit_with_a_frozen_prefix_trains_only_the_later_layers(tiny_pack, tmp_pa
     assert torch.equal(after["backbone.stem.0.weight"], before["backbone.stem.0.weight"])  # conv_stem frozen
     assert torch.equal(after["backbone.stem.3.0.conv_pw.weight"], before["backbone.stem.3.0.conv_pw.weight"])
     assert not torch.equal(after["backbone.stem.4.0.conv_pw.weight"], before["backbone.stem.4.0.conv_pw.weight"])
+
+
+def test_validation_runs_the_whole_model_on_pixels(tiny_pack, tmp_path: Path) -> None:
+    """A validation split scores the restored model on pixels; the best epoch's weights come back whole."""
+    cfg = tiny_config(tmp_path, tiny_pack.path, optim={"frozen_stages": 2}, train={"epochs": 2})
+    torch.manual_seed(0)
+    model, mcfg = build_model_from_config(cfg, tiny_pack.taxonomy)
+    keys = set(model.state_dict())
+    rows = np.arange(len(tiny_pack))
+    out = fit(cfg, tiny_pack, rows[:12], tmp_path / "run", val_idx=rows[12:], model=model, mcfg=mcfg)
+    assert set(out.model.state_dict()) == keys
+    assert out.val_predictions is not None and len(out.val_predictions.indices) == len(rows) - 12
+    assert out.result.best_checkpoint is not None
