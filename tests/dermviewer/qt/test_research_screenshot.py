@@ -3,8 +3,9 @@
 as a test it drives the same steps offscreen and checks the grab is a drawn window, not a blank one.
 
 Steps: start the app on the shipped default, switch to Research (it opens the default's out-of-fold
-predictions), click the confusion cell "melanoma called nevus", wait for the gallery's thumbnails, open
-the first photo in the inspector (Grad-CAM of true and predicted class, mask outline, neighbours).
+predictions), click the confusion cell of melanomas called what they are most often mistaken for, wait
+for the gallery's thumbnails, open the first photo in the inspector (Grad-CAM of true and predicted
+class, mask outline, neighbours).
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def drive(out: Path | None, timeout_s: float = 120.0) -> tuple[float, object]:
     panel = win.research_panel
     wait(lambda: panel.session.result is not None, "the out-of-fold predictions")
     codes = panel.session.dataset.taxonomy.head("disease").codes
-    panel.confusion.click(codes.index("MEL"), codes.index("NEV"))
+    mel = codes.index("MEL")
+    row = panel.confusion.matrix[mel].copy()
+    row[mel] = -1
+    panel.confusion.click(mel, int(row.argmax()))  # melanomas called what they are most often mistaken for
     wait(lambda: not panel.thumbs.running, "the thumbnails")
     panel.inspect(int(panel.gallery.shown[0]))
     wait(lambda: panel.inspector.current is not None, "the inspector")
@@ -74,7 +78,8 @@ def test_the_research_window_draws_its_panels(qapp, tmp_path, monkeypatch) -> No
         assert std > 10  # a drawn window, not a blank or single-colour grab
         panel = win.research_panel
         assert panel.inspector.current is not None and len(panel.inspector.neighbour_buttons) == 5
-        assert panel.gallery.list.count() == panel.confusion.count(2, 3)
+        t, p = panel.confusion.table.currentRow(), panel.confusion.table.currentColumn()
+        assert t != p and panel.gallery.list.count() == panel.confusion.count(t, p)
         assert (tmp_path / "research.png").stat().st_size > 50_000
     finally:
         win.close()

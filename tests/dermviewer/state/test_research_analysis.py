@@ -17,14 +17,24 @@ from dermviewer.state.research.subgroups import subgroup_table
 
 ROOT = Path(__file__).resolve().parents[3]
 SPEC = ROOT / "configs" / "data" / "pad_ufes_20.yaml"
-DEFAULT_OOF = ROOT / "resources" / "models" / "default.oof.h5"
-STUDENT_OOF = ROOT / "resources" / "models" / "student.oof.h5"
+
+
+def _default_oof() -> Path:
+    """The out-of-fold file shipped beside the default bundle, whatever the bundle's stem."""
+    import resources
+    from dermviewer.state.research.oof import oof_source_of
+    from engine.bundle import read_bundle_header
+
+    oof, _ = oof_source_of(read_bundle_header(resources.default_model_path()))
+    if oof is None:
+        pytest.fail("the default bundle ships no <stem>.oof.h5 beside it")
+    return oof
 
 
 
 @pytest.fixture(scope="module")
 def oof():
-    return open_oof(DEFAULT_OOF, SPEC)
+    return open_oof(_default_oof(), SPEC)
 
 
 def test_nearest_neighbours_never_include_the_query(oof) -> None:
@@ -60,15 +70,25 @@ def test_a_model_compared_with_itself_has_no_disagreements(oof) -> None:
     assert cmp.accuracy_ci.low == cmp.accuracy_ci.high == 0
 
 
-def test_default_versus_student_lists_exactly_the_photos_they_disagree_on(oof) -> None:
+def test_two_models_disagree_on_exactly_the_photos_whose_top_class_differs(oof) -> None:
+    """B: the default's OOF probabilities with the top two classes swapped on every fifth scored photo."""
     ds, res = oof
-    _, student = open_oof(STUDENT_OOF, SPEC)
-    cmp = compare_models(ds, res, student, n_boot=300)
-    expect = np.flatnonzero(res.predicted() != student.predicted())
-    assert cmp.disagreements == expect.tolist() and len(expect) > 0
+    probs = res.disease.copy()
+    changed = np.flatnonzero(ds.scored)[::5]
+    for i in changed:
+        a, b = np.argsort(-probs[i])[:2]
+        probs[i, [a, b]] = probs[i, [b, a]]
+    other = dataclasses.replace(res, model_name="swapped", probs={**res.probs, "disease": probs})
+    cmp = compare_models(ds, res, other, n_boot=300)
+    assert cmp.disagreements == changed.tolist()
     d = cmp.deltas["BMA"]
     assert cmp.bma_ci.low <= d <= cmp.bma_ci.high
     assert cmp.n_photos == int(ds.scored.sum())
+    shipped = sorted(p for p in _default_oof().parent.glob("*.oof.h5") if p != _default_oof())
+    if shipped:  # a second shipped model (the student today): its list is where the two top classes differ
+        _, second = open_oof(shipped[0], SPEC)
+        expect = np.flatnonzero(res.predicted() != second.predicted())
+        assert compare_models(ds, res, second, n_boot=100).disagreements == expect.tolist()
 
 
 def test_subgroups_cover_the_scored_photos_and_mark_small_groups(oof) -> None:

@@ -22,7 +22,18 @@ from engine.taxonomy import load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[3]
 SPEC = ROOT / "configs" / "data" / "pad_ufes_20.yaml"
-DEFAULT_OOF = ROOT / "resources" / "models" / "default.oof.h5"
+
+
+def _default_oof() -> Path:
+    """The out-of-fold file shipped beside the default bundle, whatever the bundle's stem."""
+    import resources
+    from dermviewer.state.research.oof import oof_source_of
+    from engine.bundle import read_bundle_header
+
+    oof, _ = oof_source_of(read_bundle_header(resources.default_model_path()))
+    if oof is None:
+        pytest.fail("the default bundle ships no <stem>.oof.h5 beside it")
+    return oof
 
 
 THEIRS = {"ACK": "actinic keratosis", "BCC": "basal cell carcinoma", "MEL": "melanoma", "NEV": "clark nevus",
@@ -106,7 +117,7 @@ def test_an_hdf5_pack_opens_with_labels_pixels_and_subgroups(tmp_path) -> None:
 
 
 def test_a_selection_exports_to_a_manifest_with_the_same_columns(tmp_path) -> None:
-    ds, res = open_oof(DEFAULT_OOF, SPEC)
+    ds, res = open_oof(_default_oof(), SPEC)
     wrong_mel = np.flatnonzero(ds.scored & (ds.disease == 2) & (res.predicted() != 2))
     out = export_manifest(ds, wrong_mel, tmp_path / "sub" / "misclassified_melanoma.csv")
     original = pd.read_csv(SPEC.parent / ds.root / "manifest.csv", dtype=str, keep_default_na=False)
