@@ -70,6 +70,7 @@ class MainWindow(QMainWindow):
         self._build_layout()
         self._actions_by_name: dict[str, QAction] = {}  # menus.build_menus fills it (app.create_window)
         self.research_panel: QWidget | None = None  # built on first switch to the research mode
+        self.annotate_panel: QWidget | None = None  # built on first switch to the annotate mode
         self._build_status_bar()
         self._connect()
         if state.settings.window_geometry:
@@ -134,6 +135,17 @@ class MainWindow(QMainWindow):
                 self.research_panel = panel
             self.mode_stack.setCurrentWidget(self.research_panel)
             self.setWindowTitle("DermViewer — research")
+        elif mode is Mode.ANNOTATE:
+            if self.annotate_panel is None:
+                from dermviewer.qt.annotate import AnnotatePanel
+
+                apanel = AnnotatePanel(self.state, self.controller.coordinator.jobs)
+                apanel.message.connect(self.messages.show_message)
+                self.mode_stack.addWidget(apanel)
+                self.annotate_panel = apanel
+            self.mode_stack.setCurrentWidget(self.annotate_panel)
+            self.annotate_panel.setFocus()
+            self.setWindowTitle("DermViewer — annotate")
         elif mode is Mode.REVIEW:
             self.mode_stack.setCurrentIndex(0)
             self.setWindowTitle("DermViewer — review")

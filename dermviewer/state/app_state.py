@@ -1,8 +1,7 @@
 """The application's state in one Qt-free object: what is open, what is shown, what the user dialled in.
 
 Widgets read it and subscribe to its signals; workers' results are written into it by the Qt layer.
-Modes: the review mode is built; research and annotate modes are announced so the window's mode switcher
-already has their places.
+Modes: review, research and annotate (each a Qt-free state module plus a Qt panel).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ class Mode(Enum):
 
     @property
     def available(self) -> bool:
-        return self in (Mode.REVIEW, Mode.RESEARCH)
+        return True  # review, research and annotate are all built
 
 
 @dataclass(frozen=True)

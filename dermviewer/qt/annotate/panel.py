@@ -1,0 +1,452 @@
+"""The annotate mode's panel: photo list | outline canvas | labels with the model's suggestion, keyboard first.
+
+The decisions live in :class:`~dermviewer.state.annotate.session.AnnotateSession`; this draws them and turns
+keys and strokes into its calls. Each saved step is pushed on a ``QUndoStack`` whose commands call the
+store's persistent undo/redo, so the stack (rebuilt from the project on opening) survives a restart.
+"""
+
+from __future__ import annotations
+
+import getpass
+import html
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent, QKeySequence, QUndoCommand, QUndoStack
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dermviewer.qt.annotate.canvas import TOOLS, OutlineCanvas
+from dermviewer.state.annotate import (
+    UNUSABLE,
+    ProjectError,
+    ProjectWriteError,
+    export_manifest,
+    export_outlines,
+    import_manifest,
+    open_store,
+)
+from dermviewer.state.annotate.ranking import OofPredictions, rank_suspects, read_oof
+from dermviewer.state.annotate.session import AnnotateSession
+from dermviewer.state.app_state import AppState
+from dermviewer.state.settings import config_dir
+from engine.errors import DermViewerError
+from engine.imageio import load_image
+from engine.taxonomy import load_taxonomy
+
+__all__ = ["AnnotatePanel"]
+
+SAVED_STYLE = {"saved": "color: #1e8449; font-weight: 600;", "saving": "color: #b9770e; font-weight: 600;",
+               "error": "color: white; background: #922b21; font-weight: 600; padding: 2px 6px;"}
+
+
+class _Step(QUndoCommand):
+    """One saved step; undo/redo go to the project's undo log (never a copy held here)."""
+
+    def __init__(self, panel: AnnotatePanel, label: str) -> None:
+        super().__init__(label)
+        self.panel, self.fresh = panel, True
+
+    def redo(self) -> None:
+        if self.fresh or self.panel.rebuilding:  # already saved when pushed / replaying the log on opening
+            self.fresh = False
+            return
+        self.panel.session.redo()  # type: ignore[union-attr]
+
+    def undo(self) -> None:
+        if not self.panel.rebuilding:
+            self.panel.session.undo()  # type: ignore[union-attr]
+
+
+class AnnotatePanel(QWidget):
+    message = Signal(str, str)  # level, text -> the window's message bar
+
+    def __init__(self, state: AppState | None = None, jobs: object | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("annotate_panel")
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.state, self.jobs = state, jobs
+        self.session: AnnotateSession | None = None
+        self.undo_stack = QUndoStack(self)
+        self.rebuilding = False
+        self.annotator = getpass.getuser() or "annotator"
+        self._build()
+
+    # -- construction ---------------------------------------------------------------------------------
+    def _button(self, text: str, slot: object, name: str) -> QPushButton:
+        b = QPushButton(text)
+        b.setObjectName(name)
+        b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        b.clicked.connect(slot)
+        return b
+
+    def _build(self) -> None:
+        bar = QHBoxLayout()
+        bar.addWidget(self._button("New from manifest…", self._new_dialog, "annotate_new"))
+        bar.addWidget(self._button("Open project…", self._open_dialog, "annotate_open"))
+        bar.addWidget(self._button("Export…", self._export_dialog, "annotate_export"))
+        bar.addWidget(self._button("Rank suspects", self.rank, "annotate_rank"))
+        self.who = QLineEdit(self.annotator)
+        self.who.setObjectName("annotate_annotator")
+        self.who.setMaximumWidth(140)
+        self.who.setToolTip("Annotator (labels, audit and undo are per annotator)")
+        self.who.editingFinished.connect(self._annotator_changed)
+        bar.addWidget(QLabel("Annotator:"))
+        bar.addWidget(self.who)
+        bar.addSpacing(12)
+        self.tool_buttons: dict[str, QToolButton] = {}
+        for tool in TOOLS:
+            tb = QToolButton()
+            tb.setText(tool.capitalize())
+            tb.setCheckable(True)
+            tb.setAutoExclusive(True)
+            tb.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            tb.setObjectName(f"annotate_tool_{tool}")
+            tb.clicked.connect(lambda _c=False, t=tool: self.set_tool(t))
+            self.tool_buttons[tool] = tb
+            bar.addWidget(tb)
+        self.tool_buttons["brush"].setChecked(True)
+        bar.addStretch(1)
+        bar.addWidget(self._button("Shortcuts (?)", self.toggle_help, "annotate_help_button"))
+        self.saved = QLabel("No project")
+        self.saved.setObjectName("annotate_saved")
+        bar.addWidget(self.saved)
+
+        self.list = QListWidget()
+        self.list.setObjectName("annotate_list")
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.list.itemSelectionChanged.connect(self._selection_changed)
+        self.list.setMinimumWidth(250)
+        self.canvas = OutlineCanvas()
+        self.canvas.outline_edited.connect(self._outline_edited)
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        form_box = QWidget()
+        self.form = QGridLayout(form_box)
+        self.form.setAlignment(Qt.AlignmentFlag.AlignTop)
+        side.setMinimumWidth(330)
+        self.history = QLabel("", side)
+        side_layout.addWidget(form_box)
+        side_layout.addWidget(QLabel("<b>Changes to this photo</b>"))
+        side_layout.addWidget(self.history)
+        side_layout.addStretch(1)
+        self.history.setObjectName("annotate_history")
+        self.history.setWordWrap(True)
+        self.history.setStyleSheet("color: #555;")
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.list)
+        split.addWidget(self.canvas)
+        split.addWidget(side)
+        split.setStretchFactor(1, 1)
+        split.setSizes([260, 700, 360])
+        root = QVBoxLayout(self)
+        root.addLayout(bar)
+        root.addWidget(split, 1)
+        self.help = QLabel(self)
+        self.help.setObjectName("annotate_help")
+        self.help.setStyleSheet("background: rgba(20,20,20,235); color: #eee; padding: 14px; font-family: monospace;")
+        self.help.hide()
+        self.value_labels: dict[str, QLabel] = {}
+
+    # -- project ----------------------------------------------------------------------------------------
+    def _oof(self) -> OofPredictions | None:
+        path: Path | None = None
+        model = getattr(self.state, "model", None)
+        if model is not None and getattr(model, "ready", False):
+            bundle_path = getattr(model.predictor.bundle, "path", None)
+            if bundle_path is not None:
+                path = Path(bundle_path).with_name(Path(bundle_path).stem + ".oof.h5")
+        if path is None:
+            import resources
+
+            default = Path(resources.default_model_path())
+            path = default.with_name(default.stem + ".oof.h5")
+        try:
+            return read_oof(path) if path.is_file() else None
+        except DermViewerError as exc:
+            self.message.emit("warning", str(exc))
+            return None
+
+    def new_project(self, manifest: str | Path, project: str | Path, taxonomy: str = "pad_ufes_20") -> None:
+        store = open_store(project, load_taxonomy(taxonomy), create=True)
+        report = import_manifest(store, manifest)
+        store.close()
+        self.message.emit("info", f"{report.added} photos, {report.outlines} outlines imported"
+                          + (f"; {len(report.missing_photos)} photos not found" if report.missing_photos else ""))
+        self.open_project(project)
+
+    def open_project(self, project: str | Path, annotator: str | None = None) -> None:
+        if annotator:
+            self.annotator = annotator
+            self.who.setText(annotator)
+        if self.session is not None:
+            self.session.store.close()
+        store = open_store(project)
+        keys_file = config_dir() / "annotate_keys.json"
+        self.session = s = AnnotateSession(store, self.annotator, self._oof(), keys_file)
+        for problem in s.problems:
+            self.message.emit("warning", problem)
+        s.changed.connect(self._values_changed)
+        s.moved.connect(lambda _i: self._show_photo())
+        s.saving.connect(self._show_saving)
+        s.stepped.connect(lambda label: self.undo_stack.push(_Step(self, label)))
+        s.help_toggled.connect(self.toggle_help)
+        self._rebuild_undo()
+        self._build_form()
+        self._fill_list()
+        self._show_saving("saved", "")
+        s.go(0)
+        self.setFocus()
+
+    def _rebuild_undo(self) -> None:
+        """The project's undo log as the QUndoStack: every step pushed, the index where the log says."""
+        assert self.session is not None
+        labels, done = self.session.store.history(self.annotator)
+        self.rebuilding = True
+        try:
+            self.undo_stack.clear()
+            for label in labels:
+                self.undo_stack.push(_Step(self, label))
+            self.undo_stack.setIndex(done)
+        finally:
+            self.rebuilding = False
+
+    def _annotator_changed(self) -> None:
+        name = self.who.text().strip()
+        if self.session is not None and name and name != self.annotator:
+            self.open_project(self.session.store.location, name)
+
+    def close_project(self) -> None:
+        if self.session is not None:
+            self.session.store.close()
+            self.session = None
+
+    def closeEvent(self, event: object) -> None:
+        self.close_project()
+        super().closeEvent(event)  # type: ignore[arg-type]
+
+    # -- drawing ----------------------------------------------------------------------------------------
+    def _row_text(self, i: int) -> str:
+        s = self.session
+        assert s is not None
+        mark = " ⚠" if s.value(UNUSABLE, i) else ""
+        return f"{s.photos[i].key} · {s.value('disease', i) or '—'} · {s.value('body_part', i) or '—'}{mark}"
+
+    def _fill_list(self, order: list[int] | None = None) -> None:
+        assert self.session is not None
+        self.list.blockSignals(True)
+        self.list.clear()
+        for i in order or range(len(self.session.photos)):
+            item = QListWidgetItem(self._row_text(i))
+            item.setData(Qt.ItemDataRole.UserRole, i)
+            self.list.addItem(item)
+        self.list.blockSignals(False)
+
+    def _build_form(self) -> None:
+        assert self.session is not None
+        while self.form.count():
+            w = self.form.takeAt(0).widget()
+            if w is not None:
+                w.deleteLater()
+        self.value_labels.clear()
+        self.suggest_labels: dict[str, QLabel] = {}
+        self.form.addWidget(QLabel("<b>Field</b>"), 0, 0)
+        self.form.addWidget(QLabel("<b>Label</b>"), 0, 1)
+        self.form.addWidget(QLabel("<b>Model</b>"), 0, 2)
+        rows = [(f.field, f.field.removeprefix("attr:")) for f in self.session.fields] + [(UNUSABLE, "unusable")]
+        for r, (field, name) in enumerate(rows, 1):
+            self.form.addWidget(QLabel(name), r, 0)
+            v = QLabel("")
+            v.setObjectName(f"annotate_value_{field}")
+            self.value_labels[field] = v
+            self.form.addWidget(v, r, 1)
+            sug = QLabel("")
+            sug.setObjectName(f"annotate_model_{field}")
+            sug.setStyleSheet("color: #1f618d;")
+            self.suggest_labels[field] = sug
+            self.form.addWidget(sug, r, 2)
+
+    def _show_photo(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        try:
+            rgb = load_image(s.current.path)
+        except DermViewerError as exc:
+            self.message.emit("error", str(exc))
+            rgb = None
+        self.canvas.set_photo(rgb, s.outline())
+        self.list.blockSignals(True)
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if item.data(Qt.ItemDataRole.UserRole) == s.index:
+                self.list.setCurrentItem(item)
+                if s.selection and len(s.selection) > 1:
+                    for j in range(self.list.count()):
+                        it = self.list.item(j)
+                        it.setSelected(it.data(Qt.ItemDataRole.UserRole) in s.selection)
+                break
+        self.list.blockSignals(False)
+        self._show_values()
+
+    def _show_values(self) -> None:
+        s = self.session
+        assert s is not None
+        for field, lab in self.value_labels.items():
+            v = s.value(field)
+            lab.setText(v if v else ("usable" if field == UNUSABLE else "—"))
+        for head in ("disease", "body_part"):
+            if head in self.suggest_labels:
+                sug = s.suggestion(head)
+                self.suggest_labels[head].setText("" if sug is None else f"{sug[0]} ({sug[1]:.0%})")
+        entries = [e for e in s.store.audit(s.current.key) if e.owner == s.annotator][-4:]
+        self.history.setText("<br>".join(f"{e.field}: {e.old or '—'} → {e.new or '—'} {e.reason}"[:80]
+                                         for e in entries))
+
+    def _values_changed(self, keys: set[str]) -> None:
+        s = self.session
+        assert s is not None
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            i = item.data(Qt.ItemDataRole.UserRole)
+            if s.photos[i].key in keys:
+                item.setText(self._row_text(i))
+        if s.current.key in keys:
+            self.canvas.set_outline(s.outline())
+            self._show_values()
+
+    def _show_saving(self, state: str, detail: str) -> None:
+        text = {"saved": "✓ Saved", "saving": "Saving…", "error": f"✗ Not saved: {detail}"}[state]
+        self.saved.setText(text)
+        self.saved.setStyleSheet(SAVED_STYLE[state])
+        if state == "saving":
+            self.saved.repaint()
+        elif state == "error":
+            self.message.emit("error", detail)
+
+    def toggle_help(self) -> None:
+        if self.help.isVisible():
+            self.help.hide()
+            return
+        lines = self.session.help_lines() if self.session else []
+        rows = "".join(f"<tr><td><b>{html.escape(k)}</b>&nbsp;&nbsp;</td><td>{html.escape(t)}</td></tr>"
+                       for k, t in lines)
+        example = html.escape('{"new key": "default key"}')
+        self.help.setText(f"<b>Shortcuts</b> — re-bind in annotate_keys.json in the settings folder ({example})"
+                          f"<table>{rows}</table>")
+        self.help.adjustSize()
+        self.help.move(max(0, (self.width() - self.help.width()) // 2), 40)
+        self.help.show()
+        self.help.raise_()
+
+    # -- input ------------------------------------------------------------------------------------------
+    def key_string(self, event: QKeyEvent) -> list[str]:
+        seq = QKeySequence(event.keyCombination()).toString(QKeySequence.SequenceFormat.PortableText)
+        return [seq] + ([event.text()] if event.text() and event.text().isprintable() else [])
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        s = self.session
+        if s is None:
+            super().keyPressEvent(event)
+            return
+        for key in self.key_string(event):
+            action = s.keymap.get(key)
+            if action is None:
+                continue
+            if action.action == "undo":
+                self.undo_stack.undo()
+            elif action.action == "redo":
+                self.undo_stack.redo()
+            else:
+                s.handle_key(key)
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def _selection_changed(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        chosen = [it.data(Qt.ItemDataRole.UserRole) for it in self.list.selectedItems()]
+        s.select(chosen)
+        current = self.list.currentItem()
+        if current is not None and current.data(Qt.ItemDataRole.UserRole) != s.index:
+            s.go(current.data(Qt.ItemDataRole.UserRole))
+        self.setFocus()
+
+    def select_rows(self, indices: list[int]) -> None:
+        """Multi-select photos (what shift/ctrl-clicking the list does) for a bulk relabel."""
+        assert self.session is not None
+        self.session.select(indices)
+        self.session.go(indices[0])
+
+    def set_tool(self, tool: str) -> None:
+        self.canvas.tool = tool
+        self.tool_buttons[tool].setChecked(True)
+
+    def _outline_edited(self, outline: object) -> None:
+        if self.session is not None:
+            self.session.set_outline(outline)  # type: ignore[arg-type]
+
+    # -- commands ---------------------------------------------------------------------------------------
+    def rank(self) -> None:
+        """Order the list by suspected label error (near-duplicate conflicts, then confident learning)."""
+        s = self.session
+        if s is None:
+            return
+        suspects = rank_suspects(s.store, s.annotator, s.oof)
+        where = {p.key: i for i, p in enumerate(s.photos)}
+        self._fill_list([where[x.key] for x in suspects])
+        top = suspects[0] if suspects else None
+        if top is not None:
+            self.message.emit("info", f"Most suspect: {top.key}: {'; '.join(top.reasons[:2]) or 'low model belief'}")
+
+    def export(self, folder: str | Path) -> tuple[Path, Path]:
+        assert self.session is not None
+        folder = Path(folder)
+        csv_path = export_manifest(self.session.store, self.annotator, folder / "manifest.csv")
+        coco = export_outlines(self.session.store, self.annotator, folder)
+        self.message.emit("info", f"Exported {csv_path} and {coco}")
+        return csv_path, coco
+
+    def _new_dialog(self) -> None:
+        manifest, _ = QFileDialog.getOpenFileName(self, "Manifest or dataset spec", "", "Manifest (*.csv *.yaml *.yml)")
+        if not manifest:
+            return
+        project, _ = QFileDialog.getSaveFileName(self, "New annotation project", str(Path(manifest).with_suffix(
+            ".dvproj")), "Annotation project (*.dvproj)")
+        if project:
+            self._guard(lambda: self.new_project(manifest, project))
+
+    def _open_dialog(self) -> None:
+        project, _ = QFileDialog.getOpenFileName(self, "Open annotation project", "", "Annotation project (*.dvproj)")
+        if project:
+            self._guard(lambda: self.open_project(project))
+
+    def _export_dialog(self) -> None:
+        if self.session is None:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Export labels and outlines to")
+        if folder:
+            self._guard(lambda: self.export(folder))
+
+    def _guard(self, fn: object) -> None:
+        try:
+            fn()  # type: ignore[operator]
+        except (ProjectError, ProjectWriteError, DermViewerError) as exc:
+            self.message.emit("error", str(exc))
