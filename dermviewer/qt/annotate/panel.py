@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from dermviewer.qt.annotate.canvas import TOOLS, OutlineCanvas
 from dermviewer.state.annotate import (
+    OUTLINE,
     UNUSABLE,
     ProjectError,
     ProjectWriteError,
@@ -83,6 +84,7 @@ class AnnotatePanel(QWidget):
         self.session: AnnotateSession | None = None
         self.undo_stack = QUndoStack(self)
         self.rebuilding = False
+        self.items: dict[int, QListWidgetItem] = {}  # photo index -> its list row
         self.annotator = getpass.getuser() or "annotator"
         self._build()
 
@@ -130,6 +132,7 @@ class AnnotatePanel(QWidget):
         self.list.setObjectName("annotate_list")
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.list.setUniformItemSizes(True)  # a row's new text must not re-measure 10,000 rows
         self.list.itemSelectionChanged.connect(self._selection_changed)
         self.list.setMinimumWidth(250)
         self.canvas = OutlineCanvas()
@@ -251,10 +254,12 @@ class AnnotatePanel(QWidget):
         assert self.session is not None
         self.list.blockSignals(True)
         self.list.clear()
+        self.items = {}
         for i in order or range(len(self.session.photos)):
             item = QListWidgetItem(self._row_text(i))
             item.setData(Qt.ItemDataRole.UserRole, i)
             self.list.addItem(item)
+            self.items[i] = item
         self.list.blockSignals(False)
 
     def _build_form(self) -> None:
@@ -292,15 +297,11 @@ class AnnotatePanel(QWidget):
             rgb = None
         self.canvas.set_photo(rgb, s.outline())
         self.list.blockSignals(True)
-        for row in range(self.list.count()):
-            item = self.list.item(row)
-            if item.data(Qt.ItemDataRole.UserRole) == s.index:
-                self.list.setCurrentItem(item)
-                if s.selection and len(s.selection) > 1:
-                    for j in range(self.list.count()):
-                        it = self.list.item(j)
-                        it.setSelected(it.data(Qt.ItemDataRole.UserRole) in s.selection)
-                break
+        item = self.items.get(s.index)
+        if item is not None:
+            self.list.setCurrentItem(item)
+            for j in s.selection if len(s.selection) > 1 else ():
+                self.items[j].setSelected(True)
         self.list.blockSignals(False)
         self._show_values()
 
@@ -318,16 +319,18 @@ class AnnotatePanel(QWidget):
         self.history.setText("<br>".join(f"{e.field}: {e.old or '—'} → {e.new or '—'} {e.reason}"[:80]
                                          for e in entries))
 
-    def _values_changed(self, keys: set[str]) -> None:
+    def _values_changed(self, keys: set[str], fields: set[str]) -> None:
         s = self.session
         assert s is not None
-        for row in range(self.list.count()):
-            item = self.list.item(row)
-            i = item.data(Qt.ItemDataRole.UserRole)
-            if s.photos[i].key in keys:
+        where = {p.key: i for i, p in enumerate(s.photos)} if len(keys) > 1 else {}
+        for key in keys:
+            i = where[key] if where else next(j for j in (s.index, *range(len(s.photos))) if s.photos[j].key == key)
+            item = self.items.get(i)
+            if item is not None:
                 item.setText(self._row_text(i))
         if s.current.key in keys:
-            self.canvas.set_outline(s.outline())
+            if OUTLINE in fields:
+                self.canvas.set_outline(s.outline())
             self._show_values()
 
     def _show_saving(self, state: str, detail: str) -> None:

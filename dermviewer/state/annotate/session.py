@@ -99,7 +99,7 @@ class AnnotateSession:
         defaults = default_keymap([(f.field, f.choices) for f in self.fields])
         self.keymap, self.problems = load_keymap(defaults, keymap_path)
         self.save_state, self.save_detail, self.last_saved_at = "saved", "", 0.0
-        self.changed = Signal()  # (keys that changed)
+        self.changed = Signal()  # (keys, fields) that changed
         self.moved = Signal()  # (index)
         self.saving = Signal()  # (state, detail): "saving" | "saved" | "error"
         self.stepped = Signal()  # (label): a new undo step was saved -> the Qt undo stack pushes it
@@ -143,18 +143,20 @@ class AnnotateSession:
             self.save_state, self.save_detail = "error", exc.reason
             self.saving.emit("error", exc.reason)
             return False
-        self._refresh({e.key for e in edits})
+        self._refresh(edits)
         if step is not None:
             self.stepped.emit(label)
         return True
 
-    def _refresh(self, keys: set[str]) -> None:
-        fresh = self.store.values(self.annotator)
-        for k in keys:
-            self.values[k] = fresh.get(k, {})
+    def _refresh(self, edits: list[Edit]) -> None:
+        """The committed values, kept here too (the store's effective value is what was just set), so a
+        keypress costs one transaction and no re-read."""
+        for e in edits:
+            if e.field != OUTLINE:
+                self.values.setdefault(e.key, {})[e.field] = e.value
         self.save_state, self.last_saved_at = "saved", time.time()
         self.saving.emit("saved", "")
-        self.changed.emit(keys)
+        self.changed.emit({e.key for e in edits}, {e.field for e in edits})
 
     def set_value(self, field: str, value: str) -> bool:
         """Set a label on the current photo, or on every selected photo (one undo step)."""
@@ -194,7 +196,7 @@ class AnnotateSession:
             self.save_state, self.save_detail = "error", exc.reason
             self.saving.emit("error", exc.reason)
             return []
-        self._refresh({e.key for e in edits})
+        self._refresh(edits)
         return edits
 
     def handle_key(self, key: str) -> bool:
