@@ -4,6 +4,10 @@ The config carries the model architecture, preprocessing, taxonomy, thresholds, 
 training provenance (timm's "pretrained cfg travels with the weights"), so preprocessing cannot
 drift from the checkpoint. Loading never unpickles. A SHA-256 of the tensor bytes is stored in the
 header, so a flipped byte in the weights is caught, not silently run.
+
+torch is imported only by what needs the weights as tensors (:func:`load_bundle`, :meth:`Bundle.build_model`,
+:func:`save_bundle`): :func:`read_bundle_header` and :func:`file_sha256` serve the ONNX Runtime prediction
+path, which never imports torch.
 """
 
 from __future__ import annotations
@@ -13,21 +17,23 @@ import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import BundleError, DermViewerError
 from engine.models.config import ModelConfig
 from engine.preprocess import PreprocessConfig
 from engine.taxonomy import Taxonomy
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 __all__ = [
     "BUNDLE_SUFFIX",
     "SCHEMA_VERSION",
     "Bundle",
     "bundle_from_header",
+    "file_sha256",
     "load_bundle",
     "read_bundle_header",
     "save_bundle",
@@ -46,7 +52,7 @@ class Bundle:
     model_config: ModelConfig
     preprocess: PreprocessConfig
     taxonomy: Taxonomy
-    state_dict: dict[str, torch.Tensor]
+    state_dict: dict[str, torch.Tensor]  # empty when only the header was read (the ONNX Runtime path)
     thresholds: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -61,8 +67,13 @@ class Bundle:
 
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """Build on the meta device and assign the stored tensors: one copy of the weights in memory."""
+        import torch
+
         from engine.models.registry import build_model
 
+        if not self.state_dict:
+            raise BundleError("only the header of this bundle was read; load it with load_bundle for its weights",
+                              self.path)
         cfg = self.model_config.replace(pretrained=False, checkpoint_path=None)
         with torch.device("meta"):
             model = build_model(cfg)
@@ -131,6 +142,22 @@ def save_bundle(
     tmp.write_bytes(blob)
     tmp.replace(path)  # atomic: a crash never leaves half a bundle under the real name
     return path
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a whole file as it lies on disk (what ``sha256sum`` prints), read in chunks.
+
+    The key of a bundle's ONNX cache entry: header and weights both, so any change to either is a new key.
+    Raises :class:`BundleError` naming the file when it cannot be read.
+    """
+    h = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    except OSError as exc:
+        raise BundleError(f"cannot read: {exc.strerror or exc}", Path(path)) from exc
+    return h.hexdigest()
 
 
 def _split(blob: bytes, path: Path | None) -> tuple[dict[str, Any], bytes]:

@@ -3,6 +3,11 @@
 Many photos in one call load the model once. With ``--json`` one JSON array is printed, one
 object per photo in input order; an unreadable photo gets an ``"error"`` object and the exit
 status is 1 after the others are done.
+
+Photos run on ONNX Runtime by default, from the bundle's graph in the user's ONNX cache (built, with
+torch, the first time a bundle is used; ``$DERMVIEWER_CACHE_DIR`` moves the cache), so an ordinary call
+imports neither torch nor timm. ``--backend torch`` runs the torch module as before; ``--overlay``
+imports the explanation code, which needs torch.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=None, help="bundle (.dmvb) or ONNX file; default: the bundled model")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--backend", default=None, choices=["torch", "onnx"],
-                   help="default: onnx for an .onnx model, torch otherwise")
+                   help="onnx (default; an .onnx model always) or torch")
     p.add_argument("--json", action="store_true", help="print one JSON array instead of text")
     p.add_argument("--overlay", type=Path, default=None, metavar="OUT.png",
                    help="write the LSM attention overlay (one photo), or OUT_<stem>.png per photo for several")
@@ -86,7 +91,7 @@ def _make_predictor(args: argparse.Namespace) -> Any:
     model = args.model or default_model_path()
     if model.suffix == ".onnx":
         return onnx_predictor(model, device=args.device)
-    return Predictor(model, device=args.device, backend=args.backend or "torch")
+    return Predictor(model, device=args.device, backend=args.backend or "onnx")
 
 
 def _text(path: Path, pred: Prediction, top: int) -> str:

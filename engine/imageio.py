@@ -20,6 +20,11 @@ Decisions worth knowing:
   still applies above ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (about 179 MP) whatever ``max_pixels`` says;
   the global is never changed, its warning is silenced only around ``Image.open``.
 * Truncated files raise: ``ImageFile.LOAD_TRUNCATED_IMAGES`` must stay False (its default).
+* ``load_image(path, max_side=S)`` decodes a JPEG with DCT scaling (Pillow's ``draft``) at the smallest
+  of 1/1, 1/2, 1/4, 1/8 whose longer side is still at least ``S``: a 12 MP phone photo decodes at
+  2000x1500 for ``S = DISPLAY_MAX_SIDE`` in about a quarter of the time, and the model (256 px) and a fitted
+  view lose nothing. Other formats, and JPEGs already small enough, decode in full. The pixel limit is
+  still checked on the full size in the header, before anything is decoded.
 
 Writing (`save_image`, `strip_metadata`) builds a fresh image from pixels alone, so nothing of a
 source file's metadata -- EXIF (with GPS), XMP, IPTC, ICC, PNG text chunks, comments, thumbnails --
@@ -28,6 +33,7 @@ can travel into anything the app writes.  Orientation survives because it is bak
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import struct
@@ -44,6 +50,7 @@ from engine.errors import ImageLoadError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "DISPLAY_MAX_SIDE",
     "SUPPORTED_SUFFIXES",
     "ImageInfo",
     "is_supported",
@@ -55,6 +62,9 @@ __all__ = [
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """About 100 MP: above any phone or dermatoscope photo, small enough that RGB fits in ~300 MB."""
+
+DISPLAY_MAX_SIDE = 1600
+"""What the viewer decodes a large JPEG to (longer side, at least): a fitted window and the model need no more."""
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".bmp", ".webp",
@@ -113,13 +123,17 @@ def read_image_info(path: StrPath) -> ImageInfo:
         return ImageInfo(width, height, str(img.format), img.mode, has_exif, orientation)
 
 
-def load_image(path: StrPath, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(path: StrPath, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None) -> np.ndarray:
     """Decode a photo to an upright ``HxWx3`` ``uint8`` RGB array (C-contiguous, writable).
 
+    ``max_side``: a JPEG may be decoded smaller, by DCT scaling, as long as its longer side stays at least
+    ``max_side`` (see the module docstring); ``None`` decodes every pixel.
     Raises `ImageLoadError` for missing, empty, truncated, corrupt, unsupported or too large files.
     """
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be positive, got {max_side}")
     path = Path(path)
     with _opened(path) as img:
         width, height = img.size
@@ -128,6 +142,10 @@ def load_image(path: StrPath, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
                 f"{width}x{height} = {width * height:,} pixels exceeds the pixel limit of {max_pixels:,}",
                 path,
             )
+        if max_side is not None and img.format in ("JPEG", "MPO") and max(width, height) > max_side:
+            scale = max_side / max(width, height)
+            # draft picks the largest DCT scale whose result is still at least this size in both axes
+            img.draft(img.mode, (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
         img.load()
         ImageOps.exif_transpose(img, in_place=True)
         return _to_rgb(img, path)

@@ -2,9 +2,13 @@
 
 Backends (one module per runtime in :mod:`engine.backends`) share one preprocessing function and
 return the same named numpy outputs, so the torch path and the ONNX Runtime path are interchangeable
-behind ``predict``. This module imports ``engine.export`` only to export a bundle in memory when the
-ONNX backend is asked for and no ``.onnx`` file sits beside the bundle; ``engine.export`` never
-imports this module.
+behind ``predict``.
+
+The ONNX Runtime path imports no torch: ``Predictor(path, backend="onnx")`` reads only the bundle's header
+and runs the graph from the ONNX cache (:mod:`engine.onnx_cache`, built once per bundle checksum, in a
+subprocess when ``onnx_build="subprocess"``). torch is imported by the torch backend, by
+:func:`resolve_device`, and by an in-memory export for a :class:`Bundle` that has no file. This module
+imports ``engine.export`` only for that export; ``engine.export`` never imports this module.
 """
 
 from __future__ import annotations
@@ -13,24 +17,42 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from engine.backends import Backend
-from engine.backends.torch_backend import TorchBackend
-from engine.bundle import Bundle, load_bundle
+from engine.bundle import BUNDLE_SUFFIX, Bundle, load_bundle, read_bundle_header
 from engine.context import ClinicalContext, ContextEncoding
 from engine.errors import DermViewerError, ModelConfigError
 from engine.imageio import load_image
 from engine.prediction import Prediction, decode_outputs
 from engine.preprocess import preprocess_batch
 
+if TYPE_CHECKING:
+    import torch
+
+    from engine.backends.torch_backend import TorchBackend
+
 __all__ = ["Backend", "PredictProgress", "Predictor", "TorchBackend", "onnx_predictor", "resolve_device"]
 
 
+def __getattr__(name: str) -> Any:
+    if name == "TorchBackend":  # re-exported as before, without importing torch with this module
+        from engine.backends.torch_backend import TorchBackend
+
+        return TorchBackend
+    raise AttributeError(f"module 'engine.inference' has no attribute {name!r}")
+
+
+def _check_device_name(device: str) -> None:
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise ModelConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+
+
 def resolve_device(device: str = "auto") -> torch.device:
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -53,33 +75,61 @@ class PredictProgress:
 
 class Predictor:
     def __init__(self, bundle: Bundle | str | Path, device: str = "auto", backend: str = "torch",
-                 onnx_threads: int = 0) -> None:
-        """``onnx_threads``: ONNX Runtime's intra-op threads (0: every core), for apps that budget them."""
-        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.device = resolve_device(device)
+                 onnx_threads: int = 0, onnx_build: str = "inprocess", cache_dir: Path | None = None) -> None:
+        """``onnx_threads``: ONNX Runtime's intra-op threads (0: every core), for apps that budget them.
+
+        With ``backend="onnx"`` and a bundle *file* (a path, or a :class:`Bundle` read from one) the graph
+        comes from the ONNX cache in ``cache_dir`` (default: the user's cache folder) and torch is not
+        imported unless the entry has to be built: ``onnx_build`` is "inprocess" or "subprocess" (the app:
+        torch stays out of its process). ``file_sha256`` is then the bundle file's checksum.
+        """
+        if backend not in ("torch", "onnx"):
+            raise ModelConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         self.backend_name = backend
         self.backend: Backend
+        self.device: Any
+        self.file_sha256 = ""
         if backend == "torch":
+            self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+            self.device = resolve_device(device)
+            from engine.backends.torch_backend import TorchBackend
+
             self.backend = TorchBackend(self.bundle, self.device)
-        elif backend == "onnx":
-            self.backend = _onnx_backend_for(self.bundle, self.device, onnx_threads)
+            return
+        _check_device_name(device)
+        path = Path(bundle) if not isinstance(bundle, Bundle) else bundle.path
+        if path is not None and path.suffix.lower() == BUNDLE_SUFFIX and not _has_sibling_onnx(bundle):
+            from engine.backends.onnx_backend import OnnxBackend
+            from engine.onnx_cache import cached_onnx
+
+            header = bundle if isinstance(bundle, Bundle) else read_bundle_header(path)
+            _, entry = cached_onnx(path, cache_dir, subprocess_build=onnx_build == "subprocess", bundle=header)
+            self.bundle, self.file_sha256 = header, entry.bundle_sha256
+            self.backend = OnnxBackend.from_trusted(entry.blob, header, device, onnx_threads, entry.path)
         else:
-            raise ModelConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+            if isinstance(bundle, Bundle):  # a header-only bundle gets its weights: the export needs them
+                self.bundle = bundle if bundle.state_dict or bundle.path is None else load_bundle(bundle.path)
+            else:
+                self.bundle = load_bundle(bundle)
+            self.backend = _onnx_backend_for(self.bundle, device, onnx_threads)
+        self.device = getattr(self.backend, "device", "cpu")
 
     @classmethod
-    def from_backend(cls, bundle: Bundle, backend: Backend, device: str | torch.device = "cpu") -> Predictor:
+    def from_backend(cls, bundle: Bundle, backend: Backend, device: Any = "cpu") -> Predictor:
         """A predictor around an already-built backend, e.g. an ONNX file that carries its own config."""
         self = cls.__new__(cls)
         self.bundle, self.backend, self.backend_name = bundle, backend, backend.name
-        self.device = torch.device(device)
+        self.device = device
+        self.file_sha256 = ""
         return self
 
     @property
     def model(self) -> torch.nn.Module:
         """The torch module (only for the torch backend; explanations need it)."""
-        if not isinstance(self.backend, TorchBackend):
+        if self.backend_name != "torch":
             raise ModelConfigError("this predictor runs ONNX Runtime; build a torch Predictor for explanations")
-        return self.backend.model
+        module: torch.nn.Module = self.backend.model  # type: ignore[attr-defined]
+        return module
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -164,7 +214,14 @@ class Predictor:
         yield from flush()
 
 
-def _onnx_backend_for(bundle: Bundle, device: torch.device, threads: int = 0) -> Backend:
+def _has_sibling_onnx(bundle: Bundle | str | Path) -> bool:
+    """An ``.onnx`` exported beside the bundle file is used instead of the cache, after it is checked
+    against the bundle's weights (which needs them, hence torch: a stale sibling is refused, not run)."""
+    path = bundle.path if isinstance(bundle, Bundle) else Path(bundle)
+    return path is not None and path.with_suffix(".onnx").is_file()
+
+
+def _onnx_backend_for(bundle: Bundle, device: Any, threads: int = 0) -> Backend:
     from engine.backends.onnx_backend import OnnxBackend
 
     backend = OnnxBackend.from_bundle_file(bundle, device=device, intra_op_threads=threads)

@@ -1,7 +1,8 @@
 """Overlay controls above the canvas: a toggle per layer, LSM head, split, opacity and colormap.
 
 It writes into ``OverlaySettings`` through the app state and re-reads them when the state changes,
-blocking its own signals while doing so (napari's habit) so nothing echoes.
+blocking its own signals while doing so (napari's habit) so nothing echoes. The Grad-CAM toggle reads
+"Grad-CAM (loading…)" and stays disabled while torch loads in the background (ONNX Runtime backend).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider
 from dermviewer.state.app_state import AppState
 from dermviewer.state.overlays import COLORMAP_CHOICES, LSM_HEADS
 
-__all__ = ["OverlayBar"]
+__all__ = ["GRADCAM_LOADING", "OverlayBar"]
+
+GRADCAM_LOADING = "Grad-CAM (loading…)"
+_GRADCAM_TIP = "Click a class in the findings to compute its Grad-CAM"
 
 
 def _slider(lo: int, hi: int, value: int, width: int = 90) -> QSlider:
@@ -35,7 +39,7 @@ class OverlayBar(QWidget):
         self.head.setToolTip("Which head's Lesion Selection Module scores to show")
         self.tokens = QCheckBox("Selected tokens")
         self.gradcam = QCheckBox("Grad-CAM")
-        self.gradcam.setToolTip("Click a class in the findings to compute its Grad-CAM")
+        self.gradcam.setToolTip(_GRADCAM_TIP)
         self.split = QCheckBox("Split")
         self.split.setToolTip("Photo on the left, overlays on the right of the divider")
         self.split_pos = _slider(0, 100, 50, 70)
@@ -60,6 +64,7 @@ class OverlayBar(QWidget):
         self.colormap.currentTextChanged.connect(lambda v: self.state.set_overlay(colormap=v))
         self.head.currentTextChanged.connect(lambda v: self.state.set_overlay(lsm_head=v))
         state.overlays_changed.connect(self.sync)
+        state.model.explainer_changed.connect(self.sync)
         self.sync()
 
     def sync(self) -> None:
@@ -72,9 +77,16 @@ class OverlayBar(QWidget):
             self.lsm.setChecked(o.lsm)
             self.tokens.setChecked(o.tokens)
             self.gradcam.setChecked(o.gradcam)
-            self.gradcam.setEnabled(self.state.gradcam is not None)
+            host = self.state.model
+            loading = host.ready and not host.explainer_ready  # torch still loading in the background
+            self.gradcam.setEnabled(self.state.gradcam is not None and not loading)
             target = self.state.explain_target
-            self.gradcam.setText(f"Grad-CAM: {target.name}" if target else "Grad-CAM")
+            if loading:
+                self.gradcam.setText(GRADCAM_LOADING)
+                self.gradcam.setToolTip("Grad-CAM needs PyTorch, which is loading in the background")
+            else:
+                self.gradcam.setText(f"Grad-CAM: {target.name}" if target else "Grad-CAM")
+                self.gradcam.setToolTip(_GRADCAM_TIP)
             self.split.setChecked(o.split)
             self.split_pos.setEnabled(o.split)
             self.split_pos.setValue(round(o.split_position * 100))

@@ -12,7 +12,10 @@ Rules it enforces (each has a test in ``tests/dermviewer/state/test_coordinator.
 - a what-if result re-requests the Grad-CAM of the class being explained (on the corrupted photo), and
   resetting the what-if re-requests it on the clean photo;
 - a severity sweep is its own cancellable job on the explanation lane, so the next photo never waits
-  behind it, and it is cancelled (its remaining steps dropped) when the photo changes.
+  behind it, and it is cancelled (its remaining steps dropped) when the photo changes;
+- torch (for Grad-CAM) is loaded in the background once the first differential of a model is on screen
+  (at once if no photo is open), by :meth:`ModelHost.explainer_job` on the explanation lane, so Grad-CAM
+  requests queue behind it while the photos the user opens meanwhile are not held up by the import.
 
 API for other modes (research, annotate) that plug into the same coordinator and job runner:
 
@@ -87,6 +90,7 @@ class Coordinator:
         self.clock = clock
         if budget is not None:
             state.model.ort_threads = budget.ort_threads
+            state.model.torch_threads = budget.torch_threads
         self.model_loaded, self.case_shown = Signal(), Signal()
         self.whatif_shown, self.gradcam_shown = Signal(), Signal()
         self.folder_progress, self.folder_finished = Signal(), Signal()
@@ -104,6 +108,7 @@ class Coordinator:
         self._folder_handles: list[JobHandle] = []
         self._sweep_handle: JobHandle | None = None
         self._cam_pending: ExplainTarget | None = None
+        self._explainer_handle: JobHandle | None = None
         state.cases.current_changed.connect(lambda _i: self.analyze_current())
 
     # -- jobs --------------------------------------------------------------------------------------
@@ -141,9 +146,15 @@ class Coordinator:
         self._batch_paths.clear()
         self.cancel_sweep()
         cases.reset_results()
+        if self._explainer_handle is not None:
+            self.jobs.cancel(self._explainer_handle)
+            self._explainer_handle = None
         self.state.model_changed.emit()
+        self.state.model.explainer_changed.emit()
         self.model_loaded.emit(info)
         current = cases.current
+        if current is None:  # no differential to wait for
+            self.load_explainer()
         paths = [p for p in dict.fromkeys(requeue) if current is None or p != current.path]
         if paths:
             self.run_folder(paths)
@@ -244,6 +255,7 @@ class Coordinator:
                 self.prepared = prepared
                 self.state.set_view(view)
                 self.case_shown.emit(view)
+                self.load_explainer()
                 if not self.state.whatif_params.is_identity():
                     self.request_whatif(self.state.whatif_params, immediate=True)
 
@@ -314,10 +326,27 @@ class Coordinator:
         self.run(job, Lane.INTERACTIVE, done, lambda e: self._error(e, "What-if failed"))
 
     # -- Grad-CAM ----------------------------------------------------------------------------------
+    def load_explainer(self) -> None:
+        """Load torch and the Grad-CAM module in the background, once per model (see the module docstring)."""
+        host = self.state.model
+        if not host.ready or host.explainer_ready or self._explainer_handle is not None:
+            return
+
+        def ended(_result: Any = None) -> None:
+            self.state.model.explainer_changed.emit()
+
+        def failed(exc: Exception) -> None:
+            self._explainer_handle = None
+            self._error(exc, "Grad-CAM is unavailable")
+            ended()
+
+        self._explainer_handle = self.run(host.explainer_job, Lane.EXPLAIN, ended, failed)
+
     def request_gradcam(self, head: str, index: int) -> None:
         image = self.state.displayed_image()
         if image is None or not self.state.model.ready:
             return
+        self.load_explainer()  # a no-op once loaded; the Grad-CAM job below queues behind it on its lane
         ticket = self._cam_ticket.next()
         host = self.state.model
         bundle = host.predictor.bundle

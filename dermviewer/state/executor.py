@@ -200,11 +200,15 @@ class ThreadBudget:
         """Set torch's and OpenCV's pools (process-wide; call once, on the UI thread, before any model runs).
 
         ONNX Runtime has no process-wide setting: each session is built with ``ort_threads``
-        (``ModelHost.ort_threads``, set by the coordinator)."""
-        import cv2
-        import torch
+        (``ModelHost.ort_threads``, set by the coordinator). torch is set only if it is already imported:
+        the ONNX Runtime path starts without it, and whoever imports it later applies ``torch_threads``
+        (``ModelHost.load_explainer``)."""
+        import sys
 
-        torch.set_num_threads(self.torch_threads)
+        import cv2
+
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(self.torch_threads)
         cv2.setNumThreads(self.cv2_threads)
 
 

@@ -15,7 +15,7 @@ from dermviewer.state.overlays import LSM_HEADS, OverlayLayer, lsm_map, token_bo
 from dermviewer.state.whatif import WhatIfParams
 from engine.context import ClinicalContext
 from engine.errors import DermViewerError
-from engine.imageio import load_image
+from engine.imageio import DISPLAY_MAX_SIDE, load_image
 from engine.prediction import Prediction
 
 __all__ = ["CaseView", "FolderItem", "WhatIfView", "analyze_photo", "layers_for", "predict_many", "predict_whatif",
@@ -56,8 +56,11 @@ class CaseView:
 
 
 def analyze_photo(host: ModelHost, path: Path, prediction: Prediction | None = None) -> CaseView:
-    """Load, predict (unless a prediction from a folder run is reused) and build the overlay layers."""
-    image = load_image(path)
+    """Load, predict (unless a prediction from a folder run is reused) and build the overlay layers.
+
+    A large JPEG is decoded at the size the screen and the model need (``DISPLAY_MAX_SIDE``, DCT scaling);
+    folder runs decode the same way, so a reused prediction is the one this photo would get."""
+    image = load_image(path, max_side=DISPLAY_MAX_SIDE)
     if prediction is None:
         prediction = host.predictor.predict(image)
     view = CaseView(Path(path), image, prediction, metadata=photo_metadata(path))
@@ -102,7 +105,7 @@ def predict_many(host: ModelHost, paths: Sequence[Path], cancelled: Callable[[],
         if cancelled():
             return
         try:
-            image = load_image(path)
+            image = load_image(path, max_side=DISPLAY_MAX_SIDE)
             pred = host.predictor.predict(image)
         except DermViewerError as exc:
             yield FolderItem(i, total, Path(path), None, None, str(exc))

@@ -1,8 +1,13 @@
 """The loaded model as the app sees it: one Predictor, its bundle's facts, and a torch module for explanations.
 
-Loading takes seconds (torch import, weight assignment), so :meth:`ModelHost.load` is meant to run in a
-worker; everything else reads what it left behind. An ONNX file is opened with the
-configuration it embeds (``engine.inference.onnx_predictor``); Grad-CAM then needs the torch bundle.
+With the ONNX Runtime backend (the default) loading a bundle reads its header and runs the graph from the
+ONNX cache (``engine.onnx_cache``; built once per bundle checksum in a subprocess), so the app's process
+does not import torch to show a differential. Grad-CAM needs torch: :meth:`ModelHost.load_explainer`
+imports it and builds the torch module, and the coordinator runs it in the background once the first
+differential is on screen; :attr:`ModelHost.explainer_ready` says when it is done. With the torch
+backend the predictor's own import makes it ready at once. :meth:`ModelHost.load` is meant to run in a
+worker; everything else reads what it left behind. An ONNX file is opened with the configuration it
+embeds (``engine.inference.onnx_predictor``); Grad-CAM then needs the torch bundle.
 
 :func:`shipped_models` lists the bundles in ``resources/models`` for the Model menu and ``--model <stem>``;
 it reads only each file's JSON header, so listing stays instant however large the weights are.
@@ -10,18 +15,21 @@ it reads only each file's JSON header, so listing stays instant however large th
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dermviewer.state.events import Signal
 from engine.bundle import BUNDLE_SUFFIX, Bundle, load_bundle, read_bundle_header
+from engine.bundle import file_sha256 as _engine_file_sha256
 from engine.errors import BundleError
 from engine.inference import Predictor, onnx_predictor
 
-__all__ = ["LAZY_MODULES", "ONNX_MODULES", "ModelHost", "ModelInfo", "ShippedModel", "file_sha256", "model_card_text",
+__all__ = ["EXPLAIN_MODULES", "LAZY_MODULES", "ONNX_MODULES",
+           "ModelHost", "ModelInfo", "ShippedModel", "file_sha256", "model_card_text",
            "preload_model_imports", "resolve_model_choice", "shipped_models", "uses_onnx"]
 
 _log = logging.getLogger(__name__)
@@ -30,9 +38,15 @@ _log = logging.getLogger(__name__)
 # worker loads a model: PySide6's import hook is not thread-safe, and a first import inside a worker
 # thread can corrupt reference counts and crash the app (seen as "deallocating None" while torch/timm
 # import in a QRunnable).
+# The ONNX Runtime path imports only ONNX_MODULES (no torch, no onnx package: cache entries are verified by
+# checksum); EXPLAIN_MODULES are imported by :meth:`ModelHost.load_explainer` in the background, which has
+# held up in tests/dermviewer/qt/test_startup_gradcam.py (torch, timm and pytorch_grad_cam imported on a
+# plain thread while the event loop runs).
 LAZY_MODULES = ("torch", "timm", "safetensors.torch", "engine.models.dermimitformer", "engine.models.classifier",
                 "engine.explain", "pytorch_grad_cam")
-ONNX_MODULES = ("onnx", "onnxruntime", "engine.backends.onnx_backend", "engine.export")
+EXPLAIN_MODULES = LAZY_MODULES
+ONNX_MODULES = ("onnxruntime", "engine.backends.onnx_backend", "engine.onnx_cache")
+_ONNX_FILE_MODULES = ("onnx", "engine.export")  # an .onnx file is validated by read_onnx (onnx, torch)
 
 
 def uses_onnx(path: str | Path, backend: str) -> bool:
@@ -48,7 +62,14 @@ def preload_model_imports(path: str | Path, backend: str = "torch") -> None:
     import contextlib
     import importlib
 
-    for name in LAZY_MODULES + (ONNX_MODULES if uses_onnx(path, backend) else ()):
+    names: tuple[str, ...]
+    if Path(path).suffix.lower() == ".onnx":
+        names = LAZY_MODULES + ONNX_MODULES + _ONNX_FILE_MODULES
+    elif backend == "onnx":
+        names = ONNX_MODULES  # torch comes later, in the background (ModelHost.load_explainer)
+    else:
+        names = LAZY_MODULES
+    for name in names:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
 
@@ -59,14 +80,10 @@ _KNOWN_LABELS = {DEFAULT_STEM: "Default", "student": "Student, faster"}
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file, read in chunks (a ViT-B bundle is 400 MB); ``""`` when it cannot be read."""
-    h = hashlib.sha256()
     try:
-        with Path(path).open("rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-    except OSError:
+        return _engine_file_sha256(path, chunk)
+    except BundleError:
         return ""
-    return h.hexdigest()
 
 
 def model_card_text(bundle: Bundle) -> str | None:
@@ -140,27 +157,85 @@ class ModelInfo:
 class ModelHost:
     """Owns the Predictor; thread-safe lazy access so queued jobs wait for a model being loaded."""
 
-    def __init__(self, ort_threads: int = 0) -> None:
+    def __init__(self, ort_threads: int = 0, torch_threads: int = 0) -> None:
         self._lock = threading.RLock()
         self._predictor: Predictor | None = None
         self._explain_model: Any = None
         self.info: ModelInfo | None = None
         self.ort_threads = ort_threads  # ONNX Runtime intra-op threads per session; 0 lets it take every core
+        self.torch_threads = torch_threads  # set on torch when it is first imported (0: torch's default)
+        self.onnx_build = "subprocess"  # how a missing ONNX cache entry is built: torch stays out of the app
+        self.explainer_changed = Signal()  # explainer_ready changed (emitted by whoever calls load_explainer)
 
     @property
     def ready(self) -> bool:
         return self._predictor is not None
 
+    @property
+    def explainer_ready(self) -> bool:
+        """Whether Grad-CAM can run now, without importing torch first."""
+        with self._lock:
+            return self._predictor is not None and (self._explain_model is not None
+                                                    or self._predictor.backend_name == "torch")
+
     def load(self, path: str | Path, device: str = "auto", backend: str = "torch") -> ModelInfo:
         path = Path(path)
         if path.suffix.lower() == ".onnx":
             predictor = onnx_predictor(path, device=device, onnx_threads=self.ort_threads)
+        elif backend == "onnx":
+            predictor = Predictor(path, device=device, backend="onnx", onnx_threads=self.ort_threads,
+                                  onnx_build=self.onnx_build)
         else:
             predictor = Predictor(load_bundle(path), device=device, backend=backend, onnx_threads=self.ort_threads)
-        info = ModelInfo.from_predictor(predictor, sha256=file_sha256(path))
+            self._set_torch_threads()
+        info = ModelInfo.from_predictor(predictor, sha256=predictor.file_sha256 or file_sha256(path))
         with self._lock:
             self._predictor, self._explain_model, self.info = predictor, None, info
         return info
+
+    def explainer_job(self) -> Generator[None, None, Predictor | None]:
+        """:meth:`load_explainer` on a thread of its own, as a generator job for the coordinator's executor:
+        each step waits 0.1 s for it, so the job holds a compute slot only that long at a time and the
+        photos opened meanwhile are predicted while torch imports. Returns what ``load_explainer`` does."""
+        done = threading.Event()
+        result: list[Predictor] = []
+        error: list[Exception] = []
+
+        def work() -> None:
+            try:
+                result.append(self.load_explainer())
+            except Exception as exc:  # noqa: BLE001 -- raised again on the job's own thread below
+                error.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="dermviewer-load-explainer", daemon=True).start()
+        while not done.wait(0.1):
+            yield None
+        if error:
+            raise error[0]
+        return result[0] if result else None
+
+    def load_explainer(self) -> Predictor:
+        """Import torch and build the Grad-CAM module of the model loaded now (seconds; run in the background).
+
+        Returns the predictor it was built for, so a caller can tell whether the model changed meanwhile."""
+        with self._lock:
+            p = self.predictor
+        if p.backend_name != "torch":
+            import importlib
+
+            for name in EXPLAIN_MODULES:
+                importlib.import_module(name)
+            self._set_torch_threads()
+        self.explain_model(p)
+        return p
+
+    def _set_torch_threads(self) -> None:
+        if self.torch_threads > 0:
+            import torch
+
+            torch.set_num_threads(self.torch_threads)  # process-wide, whichever thread sets it
 
     @property
     def predictor(self) -> Predictor:
@@ -169,16 +244,30 @@ class ModelHost:
                 raise BundleError("no model is loaded yet")
             return self._predictor
 
-    def explain_model(self) -> Any:
+    def explain_model(self, for_predictor: Predictor | None = None) -> Any:
         """A torch module for Grad-CAM, separate from the predictor's: Grad-CAM hooks and backward passes
-        must not see forwards that other threads run on the predictor (and ONNX Runtime has no gradients)."""
+        must not see forwards that other threads run on the predictor (and ONNX Runtime has no gradients).
+
+        A bundle read for ONNX Runtime has no weights in memory: they are loaded (and verified) here.
+        ``for_predictor``: build only if that predictor is still the loaded one (else nothing is kept)."""
         with self._lock:
             p = self.predictor
+            if for_predictor is not None and for_predictor is not p:
+                return None
+            if self._explain_model is not None:
+                return self._explain_model
+        bundle = p.bundle
+        if not bundle.state_dict:
+            if bundle.path is None or bundle.path.suffix.lower() != BUNDLE_SUFFIX:
+                raise BundleError("Grad-CAM needs the torch weights; open the .dmvb bundle of this ONNX model",
+                                  bundle.path)
+            bundle = load_bundle(bundle.path)  # outside the lock: seconds, and predictions must not wait
+        model = bundle.build_model(p.device if p.backend_name == "torch" else "cpu")
+        with self._lock:
+            if self._predictor is not p:  # another model was loaded meanwhile: keep nothing of this one
+                return None if for_predictor is not None else model
             if self._explain_model is None:
-                if not p.bundle.state_dict:
-                    raise BundleError("Grad-CAM needs the torch weights; open the .dmvb bundle of this ONNX model",
-                                      p.bundle.path)
-                self._explain_model = p.bundle.build_model(p.device if p.backend_name == "torch" else "cpu")
+                self._explain_model = model
             return self._explain_model
 
 

@@ -4,6 +4,11 @@ The LSM (Lesion Selection Module, DermImitFormer Eq. 1) scores every token of th
 the top-k as the model's "zoom-in"; the canvas shows both the score map and the kept tokens as boxes.
 Maps are colour-mapped at a modest display resolution and stretched over the photo by the canvas: a
 grid map carries no detail beyond that, and a 4000x3000 RGBA layer would cost 48 MB per redraw.
+
+The LSM map, the token boxes and the colouring are computed here with numpy and OpenCV, by the rules of
+``engine.explain.lsm`` / ``engine.explain.overlay`` (tests/dermviewer/qt/test_startup_overlays.py holds
+them equal): ``engine.explain`` imports torch at module level, and the first differential must be drawn
+without torch (issue 14). Only Grad-CAM imports ``engine.explain``, when it runs.
 """
 
 from __future__ import annotations
@@ -12,10 +17,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+import cv2
 import numpy as np
 
-from engine.explain import COLORMAPS, grad_cam, overlay, selected_boxes
-from engine.explain import lsm_map as engine_lsm_map
 from engine.prediction import Prediction
 from engine.preprocess import preprocess
 
@@ -32,6 +36,7 @@ __all__ = [
     "token_boxes",
 ]
 
+COLORMAPS = {n.removeprefix("COLORMAP_").lower(): getattr(cv2, n) for n in dir(cv2) if n.startswith("COLORMAP_")}
 LSM_HEADS = ("disease", "attributes")
 COLORMAP_CHOICES = tuple(c for c in ("jet", "turbo", "viridis", "inferno", "magma", "hot") if c in COLORMAPS)
 DISPLAY_MAX = 768
@@ -88,14 +93,45 @@ def colorize(map_float: np.ndarray, image_size: tuple[int, int], colormap: str =
     Alpha follows the normalised score, so low-attention areas leave the photo visible under the colour.
     """
     h, w = _display_size(image_size)
-    return overlay(np.zeros((h, w, 3), np.uint8), map_float, colormap, alpha=1.0, alpha_from_map=True)
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}; choose from {sorted(COLORMAPS)}")
+    m = np.asarray(map_float, dtype=np.float32)
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f"expected a 2-D map, got shape {m.shape}")
+    u8 = cv2.resize(cv2.convertScaleAbs(_normalize(m), alpha=255.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    layer = cv2.cvtColor(cv2.applyColorMap(u8, COLORMAPS[colormap]), cv2.COLOR_BGR2RGBA)
+    layer[..., 3] = u8
+    return layer
+
+
+def _normalize(values: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1] (``engine.explain.lsm.normalize_map``): constant -> zeros, NaN/inf -> 0."""
+    m = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if m.size == 0:
+        return m
+    lo, hi = float(m.min()), float(m.max())
+    return np.zeros_like(m) if hi - lo <= 1e-12 else (m - lo) / (hi - lo)
 
 
 def lsm_map(prediction: Prediction, head: str) -> OverlayLayer | None:
     if head not in prediction.lsm:
         return None
-    values = engine_lsm_map(prediction, head=head, normalize=True)
+    scores = np.asarray(prediction.lsm[head], dtype=np.float32)
+    gh, gw = (int(v) for v in prediction.grid_size)
+    if scores.size != gh * gw:
+        raise ValueError(f"{scores.size} scores do not fill a {gh}x{gw} token grid")
+    values = _normalize(scores.reshape(gh, gw))
     return OverlayLayer(OverlayKind.LSM, values=values, label=f"LSM attention ({head})")
+
+
+def _token_box(index: int, grid: tuple[int, int], image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``engine.explain.lsm.token_box``: end-exclusive (x0, y0, x1, y1) of row-major token ``index``."""
+    gh, gw = int(grid[0]), int(grid[1])
+    h, w = int(image_size[0]), int(image_size[1])
+    if not 0 <= index < gh * gw:
+        raise ValueError(f"token index {index} is outside a {gh}x{gw} grid")
+    r, c = divmod(int(index), gw)
+    return (round(c * w / gw), round(r * h / gh), round((c + 1) * w / gw), round((r + 1) * h / gh))
 
 
 def token_boxes(prediction: Prediction, head: str, image_size: tuple[int, int]) -> OverlayLayer | None:
@@ -104,7 +140,8 @@ def token_boxes(prediction: Prediction, head: str, image_size: tuple[int, int]) 
     if indices is None:
         return None
     boxes = tuple((float(x0), float(y0), float(x1 - x0), float(y1 - y0))
-                  for x0, y0, x1, y1 in selected_boxes(indices, prediction.grid_size, image_size))
+                  for x0, y0, x1, y1 in (_token_box(int(i), prediction.grid_size, image_size)
+                                         for i in np.asarray(indices).reshape(-1)))
     return OverlayLayer(OverlayKind.TOKENS, boxes=boxes, label=f"LSM-selected tokens ({head})")
 
 
@@ -116,4 +153,6 @@ def gradcam_map(model: Any, bundle: Any, rgb: np.ndarray, head: str, index: int)
 
 
 def _gradcam(model: Any, bundle: Any, rgb: np.ndarray, head: str, index: int) -> np.ndarray:
+    from engine.explain import grad_cam  # imports torch: only once Grad-CAM is asked for
+
     return grad_cam(model, preprocess(rgb, bundle.preprocess), head, index)

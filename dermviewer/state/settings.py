@@ -86,7 +86,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 @dataclass
 class Settings:
     device: str = "auto"
-    backend: str = "torch"
+    backend: str = "onnx"  # ONNX Runtime: the window and the first differential without importing torch
     model_path: str | None = None
     recent_files: list[str] = field(default_factory=list)
     colormap: str = "jet"

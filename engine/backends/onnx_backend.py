@@ -4,6 +4,11 @@ Reading validates everything before a session is built: protobuf parses, ``onnx.
 the DermViewer metadata is present, the graph checksum matches (tampering), the config parses, and
 the input/outputs are the ones the config's model has (a file from another model). Every failure is
 an :class:`~engine.errors.ExportError` naming the file.
+
+The ONNX cache (:mod:`engine.onnx_cache`) builds sessions with :meth:`OnnxBackend.from_trusted`
+instead: its entries are checked against a checksum it wrote itself, which needs neither ``onnx`` nor torch
+(``read_onnx``'s output check builds the model on torch's meta device). Nothing here imports torch at
+module level.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from engine.backends.onnx_format import (
     CONTEXT_INPUT_NAME,
@@ -33,7 +37,7 @@ from engine.errors import ExportError
 
 __all__ = ["OnnxBackend", "OnnxFile", "bundle_from_header", "read_onnx"]
 
-_DTYPES = {torch.float32: 1, torch.int64: 7}  # onnx.TensorProto.FLOAT / INT64
+_DTYPES = {"torch.float32": 1, "torch.int64": 7}  # onnx.TensorProto.FLOAT / INT64, by torch dtype name
 
 
 @dataclass
@@ -113,7 +117,7 @@ def _check_signature(model: Any, bundle: Bundle, path: Path | None) -> list[str]
         t = got[name].type.tensor_type
         out_dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
         fits = len(out_dims) == 1 + len(shape) and all(g in (-1, w) for g, w in zip(out_dims[1:], shape, strict=False))
-        if t.elem_type != _DTYPES.get(dtype) or not fits or out_dims[0] != -1:
+        if t.elem_type != _DTYPES.get(str(dtype)) or not fits or out_dims[0] != -1:
             raise ExportError(f"output {name!r} is {out_dims} (type {t.elem_type}), expected [batch, *{list(shape)}]",
                               path)
     return [o.name for o in model.graph.output]
@@ -127,10 +131,11 @@ def _ort_errors() -> tuple[type[BaseException], ...]:
     return (*(getattr(st, n) for n in names if hasattr(st, n)), RuntimeError)
 
 
-def _providers(device: str | torch.device) -> list[str]:
+def _providers(device: Any) -> list[str]:
+    """``device`` is "auto", "cpu", "cuda[:n]" or a ``torch.device`` (its ``str`` is the same)."""
     import onnxruntime as ort
 
-    kind = torch.device(device).type if str(device) != "auto" else "auto"
+    kind = str(device).split(":")[0]
     available = ort.get_available_providers()
     if kind in ("cuda", "auto") and "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -142,7 +147,7 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, source: str | Path | bytes | OnnxFile, device: str | torch.device = "cpu",
+    def __init__(self, source: str | Path | bytes | OnnxFile, device: Any = "cpu",
                  intra_op_threads: int = 0) -> None:
         import onnxruntime as ort
 
@@ -165,7 +170,7 @@ class OnnxBackend:
         self.img_size = self.bundle.model_config.img_size
 
     @classmethod
-    def from_bundle_file(cls, bundle: Bundle, device: str | torch.device = "cpu",
+    def from_bundle_file(cls, bundle: Bundle, device: Any = "cpu",
                          intra_op_threads: int = 0) -> OnnxBackend | None:
         """The ONNX model stored with ``bundle``: the bundle itself if it is an ``.onnx`` file, else an
         ``.onnx`` next to the bundle file, which must come from the same weights and config (a stale one
@@ -185,6 +190,20 @@ class OnnxBackend:
         if backend.bundle.model_config != bundle.model_config:
             raise ExportError(f"its model config differs from {bundle.path.name}'s: re-export it", sibling)
         return backend
+
+    @classmethod
+    def from_trusted(cls, blob: bytes, bundle: Bundle, device: Any = "cpu", intra_op_threads: int = 0,
+                     path: Path | None = None) -> OnnxBackend:
+        """A session over ``blob`` whose integrity the caller has checked (the ONNX cache's own checksum),
+        for ``bundle``'s config. Only the inputs are checked here; the outputs are the graph's own."""
+        self = cls(OnnxFile(blob, bundle, [], "fp32", "", path), device, intra_op_threads)
+        self.file.blob = b""
+        want = [INPUT_NAME] + ([CONTEXT_INPUT_NAME] if bundle.model_config.context_fields else [])
+        got = [i.name for i in self.session.get_inputs()]
+        if got != want:
+            raise ExportError(f"expected inputs {want}, found {got}", path)
+        self.output_names = self.file.output_names = [o.name for o in self.session.get_outputs()]
+        return self
 
     def run(self, batch: np.ndarray, context: np.ndarray | None = None) -> dict[str, np.ndarray]:
         x = np.ascontiguousarray(batch, dtype=np.float32)

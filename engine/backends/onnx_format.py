@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-import torch
-
 from engine.models.config import ModelConfig
 
 if TYPE_CHECKING:
     import onnx
+    import torch
 
 __all__ = [
     "CONTEXT_INPUT_NAME",
@@ -44,6 +43,8 @@ def expected_outputs(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], torch
 
     The model itself is the single source of truth for which keys exist (heads, LSM, fusion).
     """
+    import torch
+
     from engine.models.registry import build_model
 
     cfg = cfg.replace(pretrained=False, checkpoint_path=None)

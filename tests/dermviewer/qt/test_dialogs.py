@@ -34,7 +34,7 @@ def _click(qtbot, dlg, button: QDialogButtonBox.StandardButton) -> None:
 def test_preferences_refuse_a_device_the_machine_lacks_and_persist_a_valid_choice(make_window, qtbot) -> None:
     win = _ready(qtbot, make_window)
     first = win.state.model.info
-    assert first is not None and first.backend == "torch"
+    assert first is not None and first.backend == "onnx"  # the default
     dlg = show_preferences(win)
     assert dlg.isVisible()  # opened, not exec'ed: the app keeps running
     assert [dlg.device.itemText(i) for i in range(dlg.device.count())] == list(DEVICES)
@@ -48,24 +48,24 @@ def test_preferences_refuse_a_device_the_machine_lacks_and_persist_a_valid_choic
         assert win.state.settings.device == "cpu" and not settings_path().exists()  # nothing taken, nothing saved
 
     dlg.device.setCurrentText("cpu")
-    dlg.backend.setCurrentText("onnx")
+    dlg.backend.setCurrentText("torch")
     _click(qtbot, dlg, QDialogButtonBox.StandardButton.Ok)
     assert not dlg.isVisible()
     on_disk = Settings.load_with_messages(settings_path())
-    assert on_disk[1] == [] and (on_disk[0].device, on_disk[0].backend) == ("cpu", "onnx")
+    assert on_disk[1] == [] and (on_disk[0].device, on_disk[0].backend) == ("cpu", "torch")
     qtbot.waitUntil(lambda: win.state.model.info is not first, timeout=TIMEOUT)  # reloaded on the new backend
     info = win.state.model.info
-    assert info.backend == "onnx" and Path(info.path).resolve() == Path(first.path).resolve()
+    assert info.backend == "torch" and Path(info.path).resolve() == Path(first.path).resolve()
 
 
 def test_cancelled_preferences_change_nothing(make_window, qtbot) -> None:
     win = _ready(qtbot, make_window)
     first = win.state.model.info
     dlg = show_preferences(win)
-    dlg.backend.setCurrentText("onnx")
+    dlg.backend.setCurrentText("torch")
     _click(qtbot, dlg, QDialogButtonBox.StandardButton.Cancel)
     assert not dlg.isVisible()
-    assert win.state.settings.backend == "torch" and not settings_path().exists()
+    assert win.state.settings.backend == "onnx" and not settings_path().exists()
     assert win.state.model.info is first
 
 

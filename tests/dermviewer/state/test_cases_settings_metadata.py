@@ -168,5 +168,5 @@ def test_metadata_is_empty_without_a_manifest(tmp_path: Path) -> None:
 def test_update_takes_usable_values_and_names_the_refused_ones() -> None:
     s = Settings()
     notes = s.update(device="cpu", backend="tensorrt", top_k=0, colormap="magma", nonsense=1)
-    assert (s.device, s.backend, s.top_k, s.colormap) == ("cpu", "torch", 5, "magma")
+    assert (s.device, s.backend, s.top_k, s.colormap) == ("cpu", "onnx", 5, "magma")  # backend: its default
     assert len(notes) == 3 and "'tensorrt'" in notes[0] and "top_k" in notes[1] and "nonsense" in notes[2]

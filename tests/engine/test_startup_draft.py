@@ -1,0 +1,82 @@
+"""Large photos decoded at the size needed (issue 14): Pillow's DCT-scaled JPEG decode (``load_image(...,
+max_side=...)``) gives the model the same top-1 as a full decode on the 8 full-resolution PAD-UFES-20
+originals, saved here as phone-like JPEGs, and really decodes fewer pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import resources
+from engine.errors import ImageLoadError
+from engine.imageio import DISPLAY_MAX_SIDE, load_image, save_image
+
+ORIGINALS = sorted((Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pad_ufes_20"
+                    / "originals").glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def jpegs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    assert len(ORIGINALS) == 8, f"expected the 8 originals, found {len(ORIGINALS)}"
+    out = tmp_path_factory.mktemp("jpegs")
+    paths = []
+    for src in ORIGINALS:
+        dst = out / f"{src.stem}.jpg"
+        save_image(dst, load_image(src), jpeg_quality=92)
+        paths.append(dst)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from engine.inference import Predictor
+
+    return Predictor(resources.default_model_path(), device="cpu", backend="torch")
+
+
+@pytest.mark.parametrize("max_side", [256, 512])
+def test_draft_decode_keeps_the_top1_of_a_full_decode(jpegs: list[Path], predictor, max_side: int) -> None:
+    full = [load_image(p) for p in jpegs]
+    draft = [load_image(p, max_side=max_side) for p in jpegs]
+    for d in draft:
+        assert max(d.shape[:2]) >= max_side  # never below what was asked for
+    assert sum(d.size for d in draft) < sum(f.size for f in full) / 4  # DCT scaling really happened
+    top_full = [p.differential[0].code for p in predictor.predict_batch(full)]
+    top_draft = [p.differential[0].code for p in predictor.predict_batch(draft)]
+    assert top_draft == top_full
+
+
+def test_a_12_megapixel_jpeg_decodes_at_half_size_for_the_viewer(tmp_path: Path) -> None:
+    big = cv2.resize(load_image(ORIGINALS[0]), (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    path = tmp_path / "phone.jpg"
+    save_image(path, big, jpeg_quality=90)
+    small = load_image(path, max_side=DISPLAY_MAX_SIDE)
+    assert small.shape == (1500, 2000, 3)
+    full = load_image(path)
+    assert full.shape == (3000, 4000, 3)
+    ref = cv2.resize(full, (2000, 1500), interpolation=cv2.INTER_AREA).astype(np.int16)
+    assert np.abs(small.astype(np.int16) - ref).mean() < 3  # the same photo, not a crop or another scale
+
+
+def test_draft_leaves_small_photos_and_other_formats_alone(tmp_path: Path) -> None:
+    png = ORIGINALS[0]
+    assert load_image(png, max_side=256).shape == load_image(png).shape  # PNG has no DCT scaling
+    small = tmp_path / "small.jpg"
+    save_image(small, load_image(png)[:300, :400])
+    assert load_image(small, max_side=DISPLAY_MAX_SIDE).shape == (300, 400, 3)
+
+
+def test_draft_keeps_the_safe_loading_checks(tmp_path: Path) -> None:
+    path = tmp_path / "phone.jpg"
+    save_image(path, load_image(ORIGINALS[0]))
+    with pytest.raises(ImageLoadError, match="pixel limit"):  # checked on the header's full size
+        load_image(path, max_pixels=1000, max_side=64)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ImageLoadError):
+        load_image(truncated, max_side=256)
+    with pytest.raises(ValueError, match="max_side"):
+        load_image(path, max_side=0)
