@@ -26,7 +26,7 @@ from engine.bundle import BUNDLE_SUFFIX, Bundle, load_bundle, read_bundle_header
 from engine.context import ClinicalContext, ContextEncoding
 from engine.errors import DermViewerError, ModelConfigError
 from engine.imageio import load_image
-from engine.prediction import Prediction, decode_outputs
+from engine.prediction import Prediction, decode_outputs, merge_hflip_outputs
 from engine.preprocess import preprocess_batch
 
 if TYPE_CHECKING:
@@ -159,7 +159,12 @@ class Predictor:
             ctx_batch = enc.encode_many(list(contexts))
             used = [tuple(f for f in enc.fields if c is not None and getattr(c, f) is not None) for c in contexts]
         t2 = time.perf_counter()
-        outputs = self.backend.run(batch, ctx_batch)
+        if self.bundle.preprocess.tta_hflip:  # the flip TTA the model was cross-validated with
+            both = np.concatenate([batch, np.ascontiguousarray(batch[..., ::-1])])
+            ctx2 = None if ctx_batch is None else np.concatenate([ctx_batch, ctx_batch])
+            outputs = merge_hflip_outputs(self.backend.run(both, ctx2), len(batch), self.bundle.taxonomy)
+        else:
+            outputs = self.backend.run(batch, ctx_batch)
         t3 = time.perf_counter()
         preds = []
         n = len(arrays)

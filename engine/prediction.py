@@ -98,6 +98,25 @@ def _head_scores(taxonomy: Taxonomy, head: str, logits: np.ndarray | None, thres
     ]
 
 
+def merge_hflip_outputs(outputs: dict[str, np.ndarray], n: int, taxonomy: Taxonomy) -> dict[str, np.ndarray]:
+    """Flip TTA: rows ``:n`` are the photos, ``n:`` their mirror images. Each head's probabilities are
+    averaged and handed back as logits of the averaged distribution (log p for softmax heads, logit p for
+    multi-label ones), so decoding is unchanged; LSM maps, tokens and embeddings are the unflipped photo's."""
+    out = {k: v[:n] for k, v in outputs.items()}
+    for key in ("disease", "disease_fused", "body_part", "attributes"):
+        if key not in outputs:
+            continue
+        head = "disease" if key == "disease_fused" else key
+        z = outputs[key].astype(np.float64)
+        if taxonomy.head(head).multi_label:
+            p = (_sigmoid(z[:n]) + _sigmoid(z[n:])) / 2
+            out[key] = np.log(np.clip(p, 1e-12, 1)) - np.log(np.clip(1 - p, 1e-12, 1))
+        else:
+            p = (softmax(z[:n]) + softmax(z[n:])) / 2
+            out[key] = np.log(np.clip(p, 1e-300, 1))
+    return out
+
+
 def decode_outputs(
     outputs: dict[str, np.ndarray],
     index: int,

@@ -23,6 +23,7 @@ class PreprocessConfig:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     interpolation: str = "area"
+    tta_hflip: bool = False  # predict on the photo and its mirror image and average the probabilities
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:

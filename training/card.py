@@ -7,12 +7,15 @@ its run: ``tests/training/test_model_card.py`` recomputes each figure from the s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from engine.metrics import format_mean_std
 
@@ -147,8 +150,12 @@ def ship_model(inp: CardInputs, dest: Path) -> dict[str, Path]:
     src = next((run / "final").glob("*.dmvb"), None) or next(run.glob("*.dmvb"))
     b = load_bundle(src)
     model = b.build_model()
+    # the shipped model predicts the way its CV was scored (flip TTA or not), whatever wrote the bundle
+    tta = bool(((yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}).get("train") or {})
+               .get("tta_hflip", False)) if (run / "config.yaml").is_file() else b.preprocess.tta_hflip
+    pre = dataclasses.replace(b.preprocess, tta_hflip=tta)
     out = {"bundle": save_bundle(dest / f"{inp.name}.dmvb", model, model_config=b.model_config,
-                                 taxonomy=b.taxonomy, preprocess=b.preprocess, name=inp.model_name or inp.name,
+                                 taxonomy=b.taxonomy, preprocess=pre, name=inp.model_name or inp.name,
                                  version=b.version, thresholds=b.thresholds, metrics=b.metrics,
                                  provenance={**b.provenance, "run": run.name}, half=True)}
     out["metrics"] = dest / f"{inp.name}.cv.json"

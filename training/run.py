@@ -287,7 +287,8 @@ def export_model(
     """Bundle (.dmvb) via ``engine.bundle.save_bundle``; ONNX via ``engine.export`` when it is available."""
     from engine.bundle import save_bundle
 
-    pre = PreprocessConfig(img_size=mcfg.img_size, mean=cfg.data.mean, std=cfg.data.std, interpolation="area")
+    pre = PreprocessConfig(img_size=mcfg.img_size, mean=cfg.data.mean, std=cfg.data.std, interpolation="area",
+                           tta_hflip=cfg.train.tta_hflip)
     prov = {"config": config_to_dict(cfg), "git_commit": _git_commit(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **(provenance or {})}
     paths = {"bundle": save_bundle(out_dir / f"{cfg.name}.dmvb", model.cpu().eval(), model_config=mcfg,
