@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
+from dermviewer.qt.full_resolution import install_full_resolution
 from dermviewer.qt.main_window import MainWindow
 from dermviewer.qt.menus import build_menus, load_model_file
 from dermviewer.state.app_state import AppState
@@ -38,6 +39,7 @@ def create_window(photos: Sequence[str | Path] = (), model: str | Path | None = 
         model_path = resources.default_model_path()
     win = MainWindow(state)
     win.actions_by_name = build_menus(win)
+    install_full_resolution(win)  # a large JPEG's every pixel, only once the user zooms in
     for note in notes:  # an unreadable file was set aside, or a field reset to its default
         state.message.emit("warning", note)
     load_model_file(win, model_path)

@@ -3,6 +3,12 @@
 Large photos stay smooth because the photo item draws from an image pyramid (the smallest level that
 still has a pixel per screen pixel) and only the exposed part of it; heat maps are small images
 stretched over the photo. Overlays are children of a clipping item, so the split view is one clip rect.
+
+A large JPEG arrives decoded at the size a fitted view needs (``engine.imageio.DISPLAY_MAX_SIDE``); scene
+units stay that image's pixels (overlays are placed in them). :meth:`ImageCanvas.set_native_size` tells the
+canvas the photo's real size, so 1:1 means one *photo* pixel per screen pixel, and
+:meth:`ImageCanvas.set_detail` adds the full-resolution pixels, drawn only when zoomed in past the
+decoded image (``dermviewer.qt.full_resolution`` loads them then).
 """
 
 from __future__ import annotations
@@ -34,11 +40,17 @@ class PyramidPhotoItem(QGraphicsItem):
     def __init__(self) -> None:
         super().__init__()
         self.levels: list[QImage] = []
+        self.detail: QImage | None = None  # full-resolution pixels, larger than levels[0], when zoomed in
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
 
     def set_levels(self, levels: list[QImage]) -> None:
         self.prepareGeometryChange()
         self.levels = levels
+        self.detail = None
+        self.update()
+
+    def set_detail(self, image: QImage | None) -> None:
+        self.detail = image
         self.update()
 
     def boundingRect(self) -> QRectF:
@@ -55,6 +67,8 @@ class PyramidPhotoItem(QGraphicsItem):
         for img in self.levels:  # smallest level that still has >= 1 pixel per device pixel
             if img.width() >= full_w * scale:
                 level = img
+        if self.detail is not None and scale > 1.0:  # zoomed in past the decoded image: the real pixels
+            level = self.detail
         f = level.width() / full_w
         exposed = option.exposedRect.intersected(self.boundingRect())  # type: ignore[attr-defined]
         src = QRectF(exposed.x() * f, exposed.y() * f, exposed.width() * f, exposed.height() * f)
@@ -91,6 +105,7 @@ class ImageCanvas(QGraphicsView):
         self.scene().addItem(self.split_line)
         self._overlay_items: list[QGraphicsItem] = []
         self._fit_mode = True
+        self.native_scale = 1.0  # photo pixels per scene unit (2.0 for a 12 MP JPEG decoded at half size)
 
     # -- content -----------------------------------------------------------------------------------
     @property
@@ -100,10 +115,23 @@ class ImageCanvas(QGraphicsView):
 
     def set_photo(self, levels: list[QImage], keep_view: bool = False) -> None:
         same = levels and self.photo.levels and levels[0].size() == self.photo.levels[0].size()
+        if not same:
+            self.native_scale = 1.0
         self.photo.set_levels(levels)
         self.scene().setSceneRect(self.photo.boundingRect())
         if not (keep_view and same):
             self.fit()
+
+    def set_native_size(self, width: int) -> None:
+        """The photo's real width, when it was decoded smaller (1:1 and the detail level follow it)."""
+        decoded = self.photo.levels[0].width() if self.photo.levels else 0
+        self.native_scale = width / decoded if decoded and width > decoded else 1.0
+
+    def set_detail(self, image: QImage) -> None:
+        """Full-resolution pixels of the photo on screen (ignored if they do not fit its native size)."""
+        if self.photo.levels and self.native_scale > 1.0 \
+                and abs(image.width() - self.photo.levels[0].width() * self.native_scale) <= 1:
+            self.photo.set_detail(image)
 
     def clear(self) -> None:
         self.photo.set_levels([])
@@ -167,7 +195,7 @@ class ImageCanvas(QGraphicsView):
 
     def actual_size(self) -> None:
         self._fit_mode = False
-        self.setTransform(QTransform())
+        self.setTransform(QTransform.fromScale(self.native_scale, self.native_scale))
         self.zoom_changed.emit(self.zoom)
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:

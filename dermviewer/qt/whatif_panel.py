@@ -1,8 +1,13 @@
-"""What-if panel: corruption sliders, clean vs corrupted differential, "prediction changed" flag, sweep plot."""
+"""What-if panel: corruption sliders, clean vs corrupted differential, "prediction changed" flag, sweep plot.
+
+The sweep plot is matplotlib's, whose import costs more than the rest of the window (0.3-0.6 s here):
+:class:`LazySweepPlot` builds it the first time the tab is shown, so the window appears without it (issue 14).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
@@ -21,10 +26,57 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from dermviewer.qt.sweep_plot import SweepPlot
 from dermviewer.state.whatif import WhatIfComparison, WhatIfParams
 
-__all__ = ["SLIDERS", "SliderSpec", "WhatIfPanel"]
+if TYPE_CHECKING:
+    from PySide6.QtGui import QShowEvent
+
+    from dermviewer.qt.sweep_plot import SweepPlot
+    from dermviewer.state.sweep import SweepResult
+
+__all__ = ["SLIDERS", "LazySweepPlot", "SliderSpec", "WhatIfPanel"]
+
+
+class LazySweepPlot(QWidget):
+    """Stands in for :class:`~dermviewer.qt.sweep_plot.SweepPlot` (same ``result``, ``show_result``,
+    ``clear_result``) and builds it inside itself when first shown; results given before are kept."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("sweep_plot_slot")
+        self.setMinimumHeight(220)
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._plot: SweepPlot | None = None
+        self._result: SweepResult | None = None
+
+    @property
+    def plot(self) -> SweepPlot:
+        if self._plot is None:
+            from dermviewer.qt.sweep_plot import SweepPlot
+
+            self._plot = SweepPlot(self)
+            self._layout.addWidget(self._plot)
+            if self._result is not None:
+                self._plot.show_result(self._result)
+        return self._plot
+
+    @property
+    def result(self) -> SweepResult | None:
+        return self._plot.result if self._plot is not None else self._result
+
+    def show_result(self, result: SweepResult | None) -> None:
+        if self._plot is None:
+            self._result = result
+        else:
+            self._plot.show_result(result)
+
+    def clear_result(self) -> None:
+        self.show_result(None)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        _ = self.plot
+        super().showEvent(event)
 
 
 @dataclass(frozen=True)
@@ -112,7 +164,7 @@ class WhatIfPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.hide()
         lay.addWidget(self.progress)
-        self.plot = SweepPlot()
+        self.plot = LazySweepPlot()
         lay.addWidget(self.plot, 1)
 
     def params(self) -> WhatIfParams:
