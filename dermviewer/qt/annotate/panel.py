@@ -40,9 +40,10 @@ from dermviewer.state.annotate import (
     import_manifest,
     open_store,
 )
-from dermviewer.state.annotate.ranking import OofPredictions, rank_suspects, read_oof
+from dermviewer.state.annotate.ranking import OofPredictions, Suspect, rank_suspects, read_oof
 from dermviewer.state.annotate.session import AnnotateSession
 from dermviewer.state.app_state import AppState
+from dermviewer.state.executor import Lane
 from dermviewer.state.settings import config_dir
 from engine.errors import DermViewerError
 from engine.imageio import load_image
@@ -85,6 +86,7 @@ class AnnotatePanel(QWidget):
         self.undo_stack = QUndoStack(self)
         self.rebuilding = False
         self.items: dict[int, QListWidgetItem] = {}  # photo index -> its list row
+        self.ranked: list[Suspect] | None = None
         self.annotator = getpass.getuser() or "annotator"
         self._build()
 
@@ -408,16 +410,36 @@ class AnnotatePanel(QWidget):
 
     # -- commands ---------------------------------------------------------------------------------------
     def rank(self) -> None:
-        """Order the list by suspected label error (near-duplicate conflicts, then confident learning)."""
+        """Order the list by suspected label error (near-duplicate conflicts, then confident learning). Runs on
+        the shared job runner's batch lane when the panel has one (hashing 10,000 photos takes a while); a
+        result for a project no longer open is dropped."""
         s = self.session
         if s is None:
             return
-        suspects = rank_suspects(s.store, s.annotator, s.oof)
-        where = {p.key: i for i, p in enumerate(s.photos)}
-        self._fill_list([where[x.key] for x in suspects])
-        top = suspects[0] if suspects else None
-        if top is not None:
-            self.message.emit("info", f"Most suspect: {top.key}: {'; '.join(top.reasons[:2]) or 'low model belief'}")
+        self.ranked = None
+
+        def job() -> list[Suspect]:
+            return rank_suspects(s.store, s.annotator, s.oof)
+
+        def done(suspects: list[Suspect]) -> None:
+            if self.session is not s:
+                return
+            where = {p.key: i for i, p in enumerate(s.photos)}
+            self._fill_list([where[x.key] for x in suspects])
+            self.ranked = suspects
+            if suspects:
+                top = suspects[0]
+                why = "; ".join(top.reasons[:2]) or "low model belief"
+                self.message.emit("info", f"Most suspect: {top.key}: {why}")
+
+        if self.jobs is None:
+            done(job())
+        else:
+            # the session's out-of-fold predictions were read when it opened: a model loaded meanwhile does not
+            # make this ranking stale (it is dropped only if another project is open by then)
+            self.jobs.run(job, Lane.BATCH, on_result=done,  # type: ignore[attr-defined]
+                          on_error=lambda exc: self.message.emit("error", f"ranking failed: {exc}"),
+                          stale_with_model=False)
 
     def export(self, folder: str | Path) -> tuple[Path, Path]:
         assert self.session is not None

@@ -33,12 +33,24 @@ def drive(out: Path | None, project: Path) -> tuple[float, object]:
     win = create_window(settings=Settings(device="cpu"))
     win.resize(1600, 960)
     win.show()
+    deadline = time.monotonic() + 120
+    while not win.state.model.ready:  # the suggestions come from the loaded model's out-of-fold predictions
+        if time.monotonic() > deadline:
+            raise TimeoutError("the model did not load")
+        app.processEvents()
+        time.sleep(0.01)
     win.findChild(QAction, "mode_annotate").trigger()
     panel = win.annotate_panel
     panel.annotator = "reviewer"
     panel.who.setText("reviewer")
     panel.new_project(DATA / "manifest.csv", project)
-    panel.rank()
+    panel.rank()  # on the window's job runner (batch lane)
+    deadline = time.monotonic() + 120
+    while panel.ranked is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ranking did not finish; messages: {win.messages.history}")
+        app.processEvents()
+        time.sleep(0.01)
     first = panel.list.item(0).data(Qt.ItemDataRole.UserRole)
     panel.session.go(first)
     QTest.keyClick(panel, Qt.Key.Key_2)  # disease: BCC
