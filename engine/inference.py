@@ -105,7 +105,8 @@ class Predictor:
             header = bundle if isinstance(bundle, Bundle) else read_bundle_header(path)
             _, entry = cached_onnx(path, cache_dir, subprocess_build=onnx_build == "subprocess", bundle=header)
             self.bundle, self.file_sha256 = header, entry.bundle_sha256
-            self.backend = OnnxBackend.from_trusted(entry.blob, header, device, onnx_threads, entry.path)
+            self.backend = OnnxBackend.from_trusted(entry.blob, header, device, onnx_threads, entry.path,
+                                                    cpu_optimized=entry.cpu_optimized)
         else:
             if isinstance(bundle, Bundle):  # a header-only bundle gets its weights: the export needs them
                 self.bundle = bundle if bundle.state_dict or bundle.path is None else load_bundle(bundle.path)

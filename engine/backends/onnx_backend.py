@@ -148,14 +148,16 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, source: str | Path | bytes | OnnxFile, device: Any = "cpu",
-                 intra_op_threads: int = 0) -> None:
+                 intra_op_threads: int = 0, optimize: bool = True) -> None:
+        """``optimize=False`` skips ONNX Runtime's graph optimiser, for a graph it has already optimised."""
         import onnxruntime as ort
 
         owned = not isinstance(source, OnnxFile)
         self.file = read_onnx(source) if not isinstance(source, OnnxFile) else source
         self.bundle = self.file.bundle
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
         opts.intra_op_num_threads = intra_op_threads
         opts.log_severity_level = 3
         try:
@@ -193,10 +195,14 @@ class OnnxBackend:
 
     @classmethod
     def from_trusted(cls, blob: bytes, bundle: Bundle, device: Any = "cpu", intra_op_threads: int = 0,
-                     path: Path | None = None) -> OnnxBackend:
+                     path: Path | None = None, cpu_optimized: bytes | None = None) -> OnnxBackend:
         """A session over ``blob`` whose integrity the caller has checked (the ONNX cache's own checksum),
-        for ``bundle``'s config. Only the inputs are checked here; the outputs are the graph's own."""
-        self = cls(OnnxFile(blob, bundle, [], "fp32", "", path), device, intra_op_threads)
+        for ``bundle``'s config. Only the inputs are checked here; the outputs are the graph's own.
+        ``cpu_optimized``: the same graph already optimised for the CPU, used when the session runs there."""
+        on_cpu = _providers(device) == ["CPUExecutionProvider"]
+        source = cpu_optimized if cpu_optimized and on_cpu else blob
+        self = cls(OnnxFile(source, bundle, [], "fp32", "", path), device, intra_op_threads,
+                   optimize=source is blob)
         self.file.blob = b""
         want = [INPUT_NAME] + ([CONTEXT_INPUT_NAME] if bundle.model_config.context_fields else [])
         got = [i.name for i in self.session.get_inputs()]

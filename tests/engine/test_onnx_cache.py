@@ -79,6 +79,23 @@ def test_a_damaged_entry_is_refused_and_removed(cache, damage: str) -> None:
         assert not onnx.exists() and not meta.exists()  # removed, so nothing later trusts it either
 
 
+def test_the_cpu_optimised_graph_is_checked_too_and_tied_to_its_onnxruntime(cache) -> None:
+    bundle, root, sha = cache
+    opt = root / f"{sha}.cpu.onnx"
+    meta = root / f"{sha}.json"
+    entry = read_entry(root, sha, read_bundle_header(bundle))
+    assert entry is not None and entry.cpu_optimized == opt.read_bytes()
+    m = json.loads(meta.read_text())
+    m["cpu_optimized"]["onnxruntime"] = "0.0-other"
+    meta.write_text(json.dumps(m))
+    entry = read_entry(root, sha, read_bundle_header(bundle))
+    assert entry is not None and entry.cpu_optimized is None  # another runtime's: the plain graph runs
+    blob = opt.read_bytes()
+    opt.write_bytes(blob[:-10])
+    assert read_entry(root, sha, read_bundle_header(bundle)) is None  # damaged: the whole entry goes
+    assert not opt.exists() and not meta.exists()
+
+
 def test_an_entry_copied_under_another_bundles_checksum_is_stale(cache, tmp_path: Path) -> None:
     """A changed bundle (here: re-saved with other metrics) has a new checksum; the old graph renamed to it
     must not pass for the new bundle's."""
