@@ -15,7 +15,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -30,24 +29,14 @@ from PySide6.QtWidgets import (
 )
 
 from dermviewer.qt.annotate.canvas import TOOLS, OutlineCanvas
-from dermviewer.state.annotate import (
-    OUTLINE,
-    UNUSABLE,
-    ProjectError,
-    ProjectWriteError,
-    export_manifest,
-    export_outlines,
-    import_manifest,
-    open_store,
-)
-from dermviewer.state.annotate.ranking import OofPredictions, Suspect, rank_suspects, read_oof
+from dermviewer.qt.annotate.commands import PanelCommands
+from dermviewer.state.annotate import OUTLINE, UNUSABLE, open_store
+from dermviewer.state.annotate.ranking import Suspect
 from dermviewer.state.annotate.session import AnnotateSession
 from dermviewer.state.app_state import AppState
-from dermviewer.state.executor import Lane
 from dermviewer.state.settings import config_dir
 from engine.errors import DermViewerError
 from engine.imageio import load_image
-from engine.taxonomy import load_taxonomy
 
 __all__ = ["AnnotatePanel"]
 
@@ -73,7 +62,7 @@ class _Step(QUndoCommand):
             self.panel.session.undo()  # type: ignore[union-attr]
 
 
-class AnnotatePanel(QWidget):
+class AnnotatePanel(PanelCommands, QWidget):
     message = Signal(str, str)  # level, text -> the window's message bar
 
     def __init__(self, state: AppState | None = None, jobs: object | None = None,
@@ -169,32 +158,6 @@ class AnnotatePanel(QWidget):
         self.value_labels: dict[str, QLabel] = {}
 
     # -- project ----------------------------------------------------------------------------------------
-    def _oof(self) -> OofPredictions | None:
-        path: Path | None = None
-        model = getattr(self.state, "model", None)
-        if model is not None and getattr(model, "ready", False):
-            bundle_path = getattr(model.predictor.bundle, "path", None)
-            if bundle_path is not None:
-                path = Path(bundle_path).with_name(Path(bundle_path).stem + ".oof.h5")
-        if path is None:
-            import resources
-
-            default = Path(resources.default_model_path())
-            path = default.with_name(default.stem + ".oof.h5")
-        try:
-            return read_oof(path) if path.is_file() else None
-        except DermViewerError as exc:
-            self.message.emit("warning", str(exc))
-            return None
-
-    def new_project(self, manifest: str | Path, project: str | Path, taxonomy: str = "pad_ufes_20") -> None:
-        store = open_store(project, load_taxonomy(taxonomy), create=True)
-        report = import_manifest(store, manifest)
-        store.close()
-        self.message.emit("info", f"{report.added} photos, {report.outlines} outlines imported"
-                          + (f"; {len(report.missing_photos)} photos not found" if report.missing_photos else ""))
-        self.open_project(project)
-
     def open_project(self, project: str | Path, annotator: str | None = None) -> None:
         if annotator:
             self.annotator = annotator
@@ -407,71 +370,3 @@ class AnnotatePanel(QWidget):
     def _outline_edited(self, outline: object) -> None:
         if self.session is not None:
             self.session.set_outline(outline)  # type: ignore[arg-type]
-
-    # -- commands ---------------------------------------------------------------------------------------
-    def rank(self) -> None:
-        """Order the list by suspected label error (near-duplicate conflicts, then confident learning). Runs on
-        the shared job runner's batch lane when the panel has one (hashing 10,000 photos takes a while); a
-        result for a project no longer open is dropped."""
-        s = self.session
-        if s is None:
-            return
-        self.ranked = None
-
-        def job() -> list[Suspect]:
-            return rank_suspects(s.store, s.annotator, s.oof)
-
-        def done(suspects: list[Suspect]) -> None:
-            if self.session is not s:
-                return
-            where = {p.key: i for i, p in enumerate(s.photos)}
-            self._fill_list([where[x.key] for x in suspects])
-            self.ranked = suspects
-            if suspects:
-                top = suspects[0]
-                why = "; ".join(top.reasons[:2]) or "low model belief"
-                self.message.emit("info", f"Most suspect: {top.key}: {why}")
-
-        if self.jobs is None:
-            done(job())
-        else:
-            # the session's out-of-fold predictions were read when it opened: a model loaded meanwhile does not
-            # make this ranking stale (it is dropped only if another project is open by then)
-            self.jobs.run(job, Lane.BATCH, on_result=done,  # type: ignore[attr-defined]
-                          on_error=lambda exc: self.message.emit("error", f"ranking failed: {exc}"),
-                          stale_with_model=False)
-
-    def export(self, folder: str | Path) -> tuple[Path, Path]:
-        assert self.session is not None
-        folder = Path(folder)
-        csv_path = export_manifest(self.session.store, self.annotator, folder / "manifest.csv")
-        coco = export_outlines(self.session.store, self.annotator, folder)
-        self.message.emit("info", f"Exported {csv_path} and {coco}")
-        return csv_path, coco
-
-    def _new_dialog(self) -> None:
-        manifest, _ = QFileDialog.getOpenFileName(self, "Manifest or dataset spec", "", "Manifest (*.csv *.yaml *.yml)")
-        if not manifest:
-            return
-        project, _ = QFileDialog.getSaveFileName(self, "New annotation project", str(Path(manifest).with_suffix(
-            ".dvproj")), "Annotation project (*.dvproj)")
-        if project:
-            self._guard(lambda: self.new_project(manifest, project))
-
-    def _open_dialog(self) -> None:
-        project, _ = QFileDialog.getOpenFileName(self, "Open annotation project", "", "Annotation project (*.dvproj)")
-        if project:
-            self._guard(lambda: self.open_project(project))
-
-    def _export_dialog(self) -> None:
-        if self.session is None:
-            return
-        folder = QFileDialog.getExistingDirectory(self, "Export labels and outlines to")
-        if folder:
-            self._guard(lambda: self.export(folder))
-
-    def _guard(self, fn: object) -> None:
-        try:
-            fn()  # type: ignore[operator]
-        except (ProjectError, ProjectWriteError, DermViewerError) as exc:
-            self.message.emit("error", str(exc))
