@@ -29,7 +29,9 @@ from dermviewer.state.annotate.store import IMPORT, OUTLINE, UNUSABLE, SqlAnnota
 from dermviewer.state.research.spec import ManifestSpec, default_manifest_spec, read_spec
 from engine.masks import MaskError, load_mask, mask_key
 
-__all__ = ["ImportReport", "export_manifest", "export_outlines", "import_manifest"]
+__all__ = ["REASON", "ImportReport", "export_manifest", "export_outlines", "import_manifest"]
+
+REASON = "unusable_reason"
 
 
 @dataclass
@@ -172,10 +174,11 @@ def _relative(photo: Path, folder: Path) -> str:
 
 def export_manifest(store: SqlAnnotationStore, annotator: str, out: str | Path) -> Path:
     """The manifest as imported, with ``annotator``'s corrected labels (names, malignancy and body-part group
-    kept consistent where those columns exist) and an ``unusable`` column (the reason, empty = usable)."""
+    kept consistent where those columns exist), an ``unusable`` flag (1/0: a dataset spec's
+    ``exclude_from_eval: [unusable]`` keeps marked photos out of evaluation) and ``unusable_reason``."""
     out = Path(out)
     info, tax = _manifest_info(store), store.taxonomy()
-    columns = list(info["columns"]) + ([UNUSABLE] if UNUSABLE not in info["columns"] else [])
+    columns = list(info["columns"]) + [c for c in (UNUSABLE, REASON) if c not in info["columns"]]
     values = store.values(annotator)
     disease = {c.code: c for c in tax.head("disease").classes} if "disease" in tax.heads else {}
     body = {c.code: c for c in tax.head("body_part").classes} if "body_part" in tax.heads else {}
@@ -199,7 +202,7 @@ def export_manifest(store: SqlAnnotationStore, annotator: str, out: str | Path) 
         part = v.get("body_part")
         if "body_part" in changed and part in body and "body_part_coarse" in row and body[part].group:
             row["body_part_coarse"] = str(body[part].group)
-        row[UNUSABLE] = v.get(UNUSABLE, "")
+        row[UNUSABLE], row[REASON] = ("1" if v.get(UNUSABLE) else "0"), v.get(UNUSABLE, "")
         w.writerow(row)
     return atomic_write(out, buf.getvalue())
 

@@ -109,7 +109,7 @@ def test_label_ten_photos_by_keys_undo_restart_redo_export(qtbot, project: Path,
             row[col] = value
     for r in expected:
         r["image"] = Path(os.path.relpath(DATA / r["image"], out.parent)).as_posix()
-        r["unusable"] = ""
+        r["unusable"], r["unusable_reason"] = "0", ""
     with out.open(newline="") as f:
         got = list(csv.DictReader(f))
     assert got == expected

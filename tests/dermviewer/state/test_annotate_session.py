@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import resources
@@ -91,3 +92,19 @@ def test_a_research_selection_export_opens_as_a_project(tmp_path: Path) -> None:
     assert [p.path for p in store.photos()] == [(DATA / "images" / Path(ds.ids[i]).with_suffix(".jpg").name)
                                                for i in picked]
     store.close()
+
+
+def test_marked_photos_are_kept_out_of_evaluation_through_the_export(tmp_path: Path, session: AnnotateSession) -> None:
+    """A spec with ``exclude_from_eval: [unusable]`` over the exported manifest excludes exactly the marked photo."""
+    from dermviewer.state.annotate import export_manifest
+    from dermviewer.state.research.dataset import open_manifest
+
+    session.go(4)
+    session.handle_key("Ctrl+3")  # heavy artefact
+    out = export_manifest(session.store, "alice", tmp_path / "corrected" / "manifest.csv")
+    spec = tmp_path / "corrected" / "spec.yaml"
+    spec.write_text("name: corrected\nroot: .\nmanifest: manifest.csv\ntaxonomy: pad_ufes_20\nimage_column: image\n"
+                    "id_column: img_id\nheads:\n  disease: {column: diagnosis_code}\n"
+                    "exclude_from_eval: [unusable]\n")
+    ds = open_manifest(spec)
+    assert out.is_file() and list(np.nonzero(ds.eval_exclude)[0]) == [4]

@@ -270,15 +270,17 @@ def test_export_manifest_and_outlines(project: SqlAnnotationStore, tmp_path: Pat
                    Edit(k[3], UNUSABLE, "no visible lesion")], "alice")
     out = export_manifest(project, "alice", tmp_path / "out" / "corrected.csv")
     src, got = _rows(DATA / "manifest.csv")[:N_PHOTOS], _rows(out)
-    assert list(got[0]) == [*src[0].keys(), "unusable"]
+    assert list(got[0]) == [*src[0].keys(), "unusable", "unusable_reason"]
     for i, (a, b) in enumerate(zip(src, got, strict=True)):
         assert (out.parent / b["image"]).resolve() == (DATA / a["image"]).resolve()
-        changed = {"image", "unusable"} | ({"diagnosis_code", "diagnosis", "malignant"} if i == 0 else set()) | (
+        changed = {"image", "unusable", "unusable_reason"} | (
+            {"diagnosis_code", "diagnosis", "malignant"} if i == 0 else set()) | (
             {"body_part", "body_part_coarse"} if i == 1 else set()) | ({"itch"} if i == 2 else set())
         assert {c: b[c] for c in a if c not in changed} == {c: a[c] for c in a if c not in changed}
     assert (got[0]["diagnosis_code"], got[0]["diagnosis"], got[0]["malignant"]) == ("MEL", "Melanoma", "1")
     assert (got[1]["body_part"], got[1]["body_part_coarse"]) == ("foot", "lower limb")
-    assert got[2]["itch"] == "" and got[3]["unusable"] == "no visible lesion"
+    assert got[2]["itch"] == "" and (got[3]["unusable"], got[3]["unusable_reason"]) == ("1", "no visible lesion")
+    assert {r["unusable"] for i, r in enumerate(got) if i != 3} == {"0"}
     assert not list(out.parent.glob(".*tmp"))  # the temporary file was renamed, not left behind
 
     folder = export_outlines(project, "alice", tmp_path / "outlines").parent
