@@ -306,6 +306,8 @@ class AnnotatePanel(PanelCommands, QWidget):
             self.saved.repaint()
         elif state == "error":
             self.message.emit("error", detail)
+            if self.session is not None:  # an unsaved stroke must not stay drawn as if it were saved
+                self.canvas.set_outline(self.session.outline())
 
     def toggle_help(self) -> None:
         if self.help.isVisible():

@@ -201,6 +201,12 @@ def test_a_refused_save_shows_in_the_indicator(qtbot, project: Path) -> None:
     assert "Not saved" in panel.saved.text() and "read-only" in panel.saved.text()
     assert messages and messages[-1][0] == "error"
     assert s.value("disease") == old and panel.undo_stack.count() == 0
+    stored = s.outline()
+    panel.set_tool("box")  # a refused outline edit is taken back off the canvas too
+    qtbot.mousePress(panel.canvas, Qt.MouseButton.LeftButton, pos=QPoint(400, 300))
+    qtbot.mouseRelease(panel.canvas, Qt.MouseButton.LeftButton, pos=QPoint(500, 400))
+    assert "Not saved" in panel.saved.text()
+    assert panel.canvas._box == (None if stored is None else stored.box)
     panel.close()
 
 
