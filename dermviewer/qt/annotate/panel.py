@@ -34,6 +34,7 @@ from dermviewer.state.annotate import OUTLINE, UNUSABLE, open_store
 from dermviewer.state.annotate.ranking import Suspect
 from dermviewer.state.annotate.session import AnnotateSession
 from dermviewer.state.app_state import AppState
+from dermviewer.state.executor import Lane
 from dermviewer.state.settings import config_dir
 from engine.errors import DermViewerError
 from engine.imageio import load_image
@@ -261,6 +262,7 @@ class AnnotatePanel(PanelCommands, QWidget):
             self.message.emit("error", str(exc))
             rgb = None
         self.canvas.set_photo(rgb, s.outline())
+        self._predict_live()
         self.list.blockSignals(True)
         item = self.items.get(s.index)
         if item is not None:
@@ -269,6 +271,21 @@ class AnnotatePanel(PanelCommands, QWidget):
                 self.items[j].setSelected(True)
         self.list.blockSignals(False)
         self._show_values()
+
+    def _predict_live(self) -> None:
+        """A photo without an out-of-fold prediction gets the loaded model's, on the interactive lane; a result
+        for a photo or project no longer shown is kept for when it is shown again, never drawn elsewhere."""
+        s, model = self.session, getattr(self.state, "model", None)
+        if s is None or self.jobs is None or model is None or not getattr(model, "ready", False) or not s.needs_live():
+            return
+        predictor, key, path = model.predictor, s.current.key, s.current.path
+
+        def done(prediction: object) -> None:
+            if self.session is s:
+                s.set_live(key, prediction)  # type: ignore[arg-type]
+
+        self.jobs.run(lambda: predictor.predict(path), Lane.INTERACTIVE, on_result=done,  # type: ignore[attr-defined]
+                      on_error=lambda exc: self.message.emit("warning", f"no live prediction: {exc}"))
 
     def _show_values(self) -> None:
         s = self.session

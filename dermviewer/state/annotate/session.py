@@ -19,6 +19,7 @@ from dermviewer.state.annotate.outline import Outline
 from dermviewer.state.annotate.ranking import OofPredictions
 from dermviewer.state.annotate.store import OUTLINE, UNUSABLE, Edit, Photo, SqlAnnotationStore
 from dermviewer.state.events import Signal
+from engine.prediction import Prediction
 
 __all__ = ["UNUSABLE_REASONS", "AnnotateSession", "KeyAction", "default_keymap", "load_keymap"]
 
@@ -96,6 +97,7 @@ class AnnotateSession:
         self.index = 0
         self.selection: list[int] = []  # extra photos a label applies to (bulk relabel); empty = current only
         self.values = store.values(annotator)
+        self.live: dict[str, dict[str, tuple[str, float]]] = {}  # key -> head -> (code, probability)
         defaults = default_keymap([(f.field, f.choices) for f in self.fields])
         self.keymap, self.problems = load_keymap(defaults, keymap_path)
         self.save_state, self.save_detail, self.last_saved_at = "saved", "", 0.0
@@ -117,7 +119,24 @@ class AnnotateSession:
         return self.store.outline(self.current.key, self.annotator)
 
     def suggestion(self, head: str) -> tuple[str, float] | None:
-        return None if self.oof is None else self.oof.suggestion(self.current.key, head)
+        """The model's label for the current photo: its out-of-fold prediction (made by a fold model that never
+        trained on the photo), else a live prediction of the loaded model (:meth:`set_live`), else None."""
+        found = None if self.oof is None else self.oof.suggestion(self.current.key, head)
+        return found if found is not None else self.live.get(self.current.key, {}).get(head)
+
+    def needs_live(self) -> bool:
+        """True when the current photo has no out-of-fold prediction and no live one yet."""
+        key = self.current.key
+        return key not in self.live and (self.oof is None or self.oof.suggestion(key, "disease") is None)
+
+    def set_live(self, key: str, prediction: Prediction) -> None:
+        """Keep the loaded model's prediction of a photo (run by the Qt layer on the interactive lane)."""
+        best_part = max(prediction.body_parts, key=lambda b: b.probability, default=None)
+        self.live[key] = {"disease": (prediction.top.code, float(prediction.top.probability))}
+        if best_part is not None:
+            self.live[key]["body_part"] = (best_part.code, float(best_part.probability))
+        if key == self.current.key:
+            self.changed.emit({key}, set())
 
     def help_lines(self) -> list[tuple[str, str]]:
         return [(k, a.text) for k, a in self.keymap.items()]

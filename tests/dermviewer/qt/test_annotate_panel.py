@@ -210,7 +210,9 @@ def test_a_refused_save_shows_in_the_indicator(qtbot, project: Path) -> None:
     panel.close()
 
 
-def test_mode_switcher_opens_the_annotate_panel(make_window) -> None:
+def test_mode_switcher_opens_the_annotate_panel(make_window, qtbot, tmp_path: Path) -> None:
+    """The Annotate entry opens the panel on the window's job runner; a photo no cross-validation saw gets the
+    loaded model's live prediction beside its labels."""
     from PySide6.QtGui import QAction
 
     from dermviewer.state.app_state import Mode
@@ -219,5 +221,17 @@ def test_mode_switcher_opens_the_annotate_panel(make_window) -> None:
     action = win.findChild(QAction, "mode_annotate")
     assert action is not None and action.isEnabled() and "coming" not in action.text()
     action.trigger()
-    assert win.state.mode is Mode.ANNOTATE and win.mode_stack.currentWidget() is win.annotate_panel
-    assert isinstance(win.annotate_panel, AnnotatePanel)
+    panel = win.annotate_panel
+    assert win.state.mode is Mode.ANNOTATE and win.mode_stack.currentWidget() is panel
+    assert isinstance(panel, AnnotatePanel)
+    qtbot.waitUntil(lambda: win.state.model.ready, timeout=60_000)
+    src = small_manifest(tmp_path / "src", n=1)
+    text = src.read_text().splitlines()
+    text[1] = text[1].replace("PAT_9_17_80.png", "NEW_PHOTO_1.png", 1)  # an id the out-of-fold file lacks
+    src.write_text("\n".join(text) + "\n")
+    panel.new_project(src, tmp_path / "new.dvproj")
+    assert panel.session is not None and panel.session.photos[0].key == "NEW_PHOTO_1.png"
+    qtbot.waitUntil(lambda: bool(panel.suggest_labels["disease"].text()), timeout=60_000)
+    want = win.state.model.predictor.predict(panel.session.photos[0].path).top
+    assert panel.suggest_labels["disease"].text().startswith(want.code)
+    panel.close_project()

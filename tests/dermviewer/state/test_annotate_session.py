@@ -108,3 +108,21 @@ def test_marked_photos_are_kept_out_of_evaluation_through_the_export(tmp_path: P
                     "exclude_from_eval: [unusable]\n")
     ds = open_manifest(spec)
     assert out.is_file() and list(np.nonzero(ds.eval_exclude)[0]) == [4]
+
+
+def test_a_photo_without_out_of_fold_prediction_takes_a_live_one(tmp_path: Path, session: AnnotateSession) -> None:
+    from engine.prediction import LabelScore, Prediction
+
+    s = AnnotateSession(session.store, "alice", read_oof(OOF))
+    assert not s.needs_live() and s.suggestion("disease") is not None  # the dev photos have out-of-fold ones
+    s.oof = None  # e.g. a new photo no cross-validation saw
+    assert s.needs_live() and s.suggestion("disease") is None
+    seen = []
+    s.changed.connect(lambda keys, fields: seen.append(keys))
+    pred = Prediction(differential=[LabelScore("MEL", "Melanoma", 0.7), LabelScore("NEV", "Nevus", 0.3)],
+                      body_parts=[LabelScore("back", "Back", 0.2), LabelScore("thigh", "Thigh", 0.6)], attributes=[])
+    s.set_live(s.current.key, pred)
+    assert s.suggestion("disease") == ("MEL", 0.7) and s.suggestion("body_part") == ("thigh", 0.6)
+    assert seen == [{s.current.key}] and not s.needs_live()
+    s.handle_key("Return")
+    assert (s.value("disease"), s.value("body_part")) == ("MEL", "thigh")
