@@ -20,7 +20,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    "'default' or 'student' (default: the bundled default model)")
     args = p.parse_args(argv)
     if args.model is not None:
-        from dermviewer.state.model import resolve_model_choice  # imports torch: only when --model is given
+        from dermviewer.state.model import resolve_model_choice  # reads bundle headers: only when --model is given
         from engine.errors import BundleError
 
         try:

@@ -166,3 +166,19 @@ def test_cached_onnx_agrees_with_torch_on_real_photos(built) -> None:
             np.testing.assert_allclose(pa.lsm[head], pb.lsm[head], atol=1e-4)
             assert list(pa.selected[head]) == list(pb.selected[head])
         assert [s.code for s in pa.attributes if s.positive] == [s.code for s in pb.attributes if s.positive]
+
+
+def test_the_apps_subprocess_build_fills_the_cache_and_reports_a_bad_bundle(built, tmp_path: Path) -> None:
+    """The app builds a missing entry in a child process (torch stays out of the app's own process)."""
+    bundle, _ = built
+    root = tmp_path / "fresh"
+    header, entry = cached_onnx(bundle, root, subprocess_build=True)
+    assert entry.bundle_sha256 == file_sha256(bundle) and entry.cpu_optimized
+    assert read_entry(root, entry.bundle_sha256, header) is not None
+    bad = tmp_path / "bad.dmvb"
+    blob = bytearray(bundle.read_bytes())
+    blob[-100] ^= 0xFF  # a flipped weight byte: the header still reads, the weights checksum does not match
+    bad.write_bytes(bytes(blob))
+    with pytest.raises(ExportError, match="checksum mismatch"):
+        cached_onnx(bad, root, subprocess_build=True)
+    assert list(root.glob(f"{file_sha256(bad)}*")) == []
