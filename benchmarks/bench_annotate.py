@@ -56,7 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", type=int, default=10_000)
     ap.add_argument("--keys", type=int, default=300)
-    ap.add_argument("--masks", action="store_true", help="import masks/ as outlines (synthetic ids have none)")
+    ap.add_argument("--masks", action="store_true", help="import masks/ as outlines (found by the real photo's stem)")
     a = ap.parse_args()
     args_masks = a.masks
     os.environ.setdefault("DERMVIEWER_CONFIG_DIR", tempfile.mkdtemp(prefix="dv-bench-"))
