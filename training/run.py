@@ -439,8 +439,22 @@ def _load_finished_fold(fold_dir: Path, taxonomy: Taxonomy) -> tuple[nn.Module, 
         raise TeacherNotReady(f"training stopped at epoch {epoch} of {cfg.train.epochs}; "
                               "let the run finish (or resume it) first", ckpt)
     model, mcfg = build_model_from_config(cfg, taxonomy)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
+    if cfg.optim.frozen_stages:  # trained with the frozen prefix swapped out: it is the pretrained one
+        prefix = {f"{k}" for k in _prefix_keys(model, cfg.optim.frozen_stages)}
+        missing = set(model.state_dict()) - set(weights)
+        if not missing <= prefix:
+            raise ConfigError(f"checkpoint lacks {sorted(missing - prefix)[:5]}...: not this run's model", ckpt)
+        weights = {**{k: v for k, v in model.state_dict().items() if k in missing}, **weights}
+    model.load_state_dict(weights)
     return model.eval(), mcfg
+
+
+def _prefix_keys(model: nn.Module, stages: int) -> set[str]:
+    """State-dict keys of the frozen prefix (``optim.frozen_stages``) of ``model``."""
+    with frozen_prefix(model, stages):
+        kept = set(model.state_dict())
+    return set(model.state_dict()) - kept
 
 
 def _student_kwargs(cfg: ExperimentConfig, data: PackData, teacher_dir: Path, log: Log) -> dict[str, Any]:

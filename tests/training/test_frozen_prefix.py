@@ -66,3 +66,19 @@ def test_validation_runs_the_whole_model_on_pixels(tiny_pack, tmp_path: Path) ->
     assert set(out.model.state_dict()) == keys
     assert out.val_predictions is not None and len(out.val_predictions.indices) == len(rows) - 12
     assert out.result.best_checkpoint is not None
+
+
+def test_a_frozen_prefix_cv_fold_loads_whole(tiny_pack, tmp_path: Path) -> None:
+    """Fold checkpoints are written while the prefix is out; loading one puts the pretrained prefix back."""
+    from training.run import load_fold_model, run_cv
+
+    cfg = tiny_config(tmp_path, tiny_pack.path, optim={"frozen_stages": 2}, cv={"final_fit": False},
+                      model={"name": "dermimitformer_tiny", "overrides": {"pretrained": True}})
+    run = run_cv(cfg, out=tmp_path / "cv", log=lambda *_: None)
+    model, _ = load_fold_model(run / "fold0", tiny_pack.taxonomy)
+    fresh, _ = build_model_from_config(cfg, tiny_pack.taxonomy)
+    ckpt = torch.load(run / "fold0" / "last.pt", map_location="cpu", weights_only=False)["model"]
+    assert "backbone.stem.0.weight" not in ckpt
+    assert torch.equal(model.state_dict()["backbone.stem.0.weight"], fresh.state_dict()["backbone.stem.0.weight"])
+    key = "backbone.stem.4.0.conv_pw.weight"
+    assert torch.equal(model.state_dict()[key], ckpt[key].float())
