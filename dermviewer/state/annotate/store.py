@@ -129,32 +129,43 @@ class SqlAnnotationStore:
     def _fail(self, reason: str, exc: BaseException | None = None) -> ProjectError:
         return ProjectError(reason, self.file or self.location)
 
+    def _version(self, conn: Connection, taxonomy: Taxonomy | None, integrity: bool) -> int:
+        if integrity and self.file is not None:
+            result = [r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check").fetchall()]
+            if result != ["ok"]:
+                raise self._fail(f"the database is damaged (integrity_check: {'; '.join(result[:3])})")
+        names = set(sa.inspect(conn).get_table_names())
+        if not names:
+            if taxonomy is None:
+                raise self._fail("empty file: not an annotation project (create it with a taxonomy)")
+            return 0
+        if "schema_version" not in names:
+            raise self._fail("not a DermViewer annotation project (no schema_version table)")
+        version = int(conn.execute(sa.select(sa.func.max(S.schema_version.c.version))).scalar() or 0)
+        if version > S.SCHEMA_VERSION:
+            raise self._fail(f"made by a newer DermViewer (schema {version}, this one reads up to {S.SCHEMA_VERSION})")
+        return version
+
     def open(self, taxonomy: Taxonomy | None = None) -> SqlAnnotationStore:
-        """Check, migrate and load; ``taxonomy`` is required for a new (empty) project."""
+        """Check (in a read transaction, so a read-only project still opens for reading), migrate if needed
+        (under the write lock, checking the version again: another process may have just done it), load.
+        ``taxonomy`` is required for a new (empty) project."""
+        version = -1
         try:
-            with self._writer.begin() as conn:
-                if self.file is not None:
-                    result = [r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check").fetchall()]
-                    if result != ["ok"]:
-                        raise self._fail(f"the database is damaged (integrity_check: {'; '.join(result[:3])})")
-                names = set(sa.inspect(conn).get_table_names())
-                if not names:
-                    if taxonomy is None:
-                        raise self._fail("empty file: not an annotation project (create it with a taxonomy)")
-                    version = 0
-                elif "schema_version" not in names:
-                    raise self._fail("not a DermViewer annotation project (no schema_version table)")
-                else:
-                    version = conn.execute(sa.select(sa.func.max(S.schema_version.c.version))).scalar() or 0
-                if version > S.SCHEMA_VERSION:
-                    raise self._fail(f"made by a newer DermViewer (schema {version}, this one reads up to "
-                                     f"{S.SCHEMA_VERSION})")
-                for v in range(version, S.SCHEMA_VERSION):
-                    S.MIGRATIONS[v](conn)
-                    conn.execute(S.schema_version.insert().values(version=v + 1, applied_at=time.time()))
-                if version == 0 and taxonomy is not None:
-                    self._write_schema(conn, taxonomy)
+            with self.engine.begin() as conn:
+                version = self._version(conn, taxonomy, integrity=True)
+            if version < S.SCHEMA_VERSION:
+                with self._writer.begin() as conn:
+                    version = self._version(conn, taxonomy, integrity=False)
+                    for v in range(version, S.SCHEMA_VERSION):
+                        S.MIGRATIONS[v](conn)
+                        conn.execute(S.schema_version.insert().values(version=v + 1, applied_at=time.time()))
+                    if version == 0 and taxonomy is not None:
+                        self._write_schema(conn, taxonomy)
         except sa.exc.DatabaseError as exc:
+            if version >= 0 and "readonly" in str(exc.orig):
+                raise self._fail(f"the project (schema {version}) must be upgraded to {S.SCHEMA_VERSION}, "
+                                 "but it is read-only") from exc
             raise self._fail(f"not a readable annotation project ({exc.orig})") from exc
         self._load()
         return self

@@ -453,6 +453,16 @@ def test_read_only_or_full_disk_gives_a_clear_error_and_keeps_saved_edits(tmp_pa
         store.apply([Edit(k[1], "disease", "SCC"), Edit(k[1], OUTLINE, big)], "alice")
     assert info.value.path == path and "saved edits are intact" in str(info.value)
     store.close()
+    if problem == "read-only":  # a read-only project still opens, for reading, and refuses edits clearly
+        from dermviewer.state.annotate.store import _sqlite_engine
+
+        engine = _sqlite_engine(path)
+        sa.event.listen(engine, "connect", lambda dbapi_conn, _rec: dbapi_conn.execute("PRAGMA query_only=ON"))
+        ro = SqlAnnotationStore(engine, str(path), path).open()
+        assert ro.value(k[0], "disease", "alice") == "MEL"
+        with pytest.raises(ProjectWriteError, match="read-only"):
+            ro.apply([Edit(k[2], "disease", "SCC")], "alice")
+        ro.close()
     again = open_store(path)
     assert again.value(k[0], "disease", "alice") == "MEL"
     assert again.value(k[1], "disease", "alice") == again.value(k[1], "disease", IMPORT)  # all or nothing
