@@ -78,7 +78,7 @@ class OverlayBar(QWidget):
             self.tokens.setChecked(o.tokens)
             self.gradcam.setChecked(o.gradcam)
             host = self.state.model
-            loading = host.ready and not host.explainer_ready  # torch still loading in the background
+            loading = host.can_explain and not host.explainer_ready  # torch still loading in the background
             self.gradcam.setEnabled(self.state.gradcam is not None and not loading)
             target = self.state.explain_target
             if loading:
@@ -86,7 +86,8 @@ class OverlayBar(QWidget):
                 self.gradcam.setToolTip("Grad-CAM needs PyTorch, which is loading in the background")
             else:
                 self.gradcam.setText(f"Grad-CAM: {target.name}" if target else "Grad-CAM")
-                self.gradcam.setToolTip(_GRADCAM_TIP)
+                self.gradcam.setToolTip(f"Grad-CAM is unavailable: {host.explainer_error}" if host.explainer_error
+                                        else _GRADCAM_TIP)
             self.split.setChecked(o.split)
             self.split_pos.setEnabled(o.split)
             self.split_pos.setValue(round(o.split_position * 100))

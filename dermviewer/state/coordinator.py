@@ -329,7 +329,7 @@ class Coordinator:
     def load_explainer(self) -> None:
         """Load torch and the Grad-CAM module in the background, once per model (see the module docstring)."""
         host = self.state.model
-        if not host.ready or host.explainer_ready or self._explainer_handle is not None:
+        if not host.can_explain or host.explainer_ready or self._explainer_handle is not None:
             return
 
         def ended(_result: Any = None) -> None:
@@ -337,6 +337,7 @@ class Coordinator:
 
         def failed(exc: Exception) -> None:
             self._explainer_handle = None
+            host.explainer_error = str(exc) or exc.__class__.__name__  # not retried for this model
             self._error(exc, "Grad-CAM is unavailable")
             ended()
 

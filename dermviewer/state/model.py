@@ -166,10 +166,22 @@ class ModelHost:
         self.torch_threads = torch_threads  # set on torch when it is first imported (0: torch's default)
         self.onnx_build = "subprocess"  # how a missing ONNX cache entry is built: torch stays out of the app
         self.explainer_changed = Signal()  # explainer_ready changed (emitted by whoever calls load_explainer)
+        self.explainer_error: str | None = None  # why the background load failed, for the model loaded now
 
     @property
     def ready(self) -> bool:
         return self._predictor is not None
+
+    @property
+    def can_explain(self) -> bool:
+        """Whether Grad-CAM is possible at all: the torch weights are at hand (an ``.onnx`` file has none)."""
+        with self._lock:
+            p = self._predictor
+        if p is None or self.explainer_error is not None:
+            return False
+        b = p.bundle
+        return p.backend_name == "torch" or bool(b.state_dict) or (
+            b.path is not None and b.path.suffix.lower() == BUNDLE_SUFFIX)
 
     @property
     def explainer_ready(self) -> bool:
@@ -191,6 +203,7 @@ class ModelHost:
         info = ModelInfo.from_predictor(predictor, sha256=predictor.file_sha256 or file_sha256(path))
         with self._lock:
             self._predictor, self._explain_model, self.info = predictor, None, info
+            self.explainer_error = None
         return info
 
     def explainer_job(self) -> Generator[None, None, Predictor | None]:

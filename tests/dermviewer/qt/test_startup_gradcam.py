@@ -77,3 +77,17 @@ def test_with_the_torch_backend_gradcam_is_never_loading(make_window, qtbot, pho
     finally:
         win.close()
         win.deleteLater()
+
+
+def test_a_failed_background_load_says_so_instead_of_loading_forever(make_window, qtbot, photo: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: ModelHost):
+        raise RuntimeError("torch is not installed")
+
+    monkeypatch.setattr(ModelHost, "load_explainer", broken)
+    win = make_window(photo)
+    qtbot.waitUntil(lambda: win.state.model.explainer_error is not None, timeout=TIMEOUT)
+    bar = win.overlay_bar
+    assert bar.gradcam.text() == "Grad-CAM" and not bar.gradcam.isEnabled()
+    assert "torch is not installed" in bar.gradcam.toolTip()
+    assert any("Grad-CAM is unavailable" in text for _lvl, text in win.messages.history)
