@@ -47,17 +47,24 @@ def reference(bundle, rgb: np.ndarray) -> Reference:
     x = cv2.resize(rgb, (cfg.img_size, cfg.img_size), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
     x = (x - np.array(cfg.mean)) / np.array(cfg.std)
     model = bundle.build_model("cpu")
+    t = torch.from_numpy(x.transpose(2, 0, 1)[None]).float()
     with torch.no_grad():
-        out = {k: v.double().numpy()[0] for k, v in model(torch.from_numpy(x.transpose(2, 0, 1)[None]).float()).items()}
+        out = {k: v.double().numpy()[0] for k, v in model(t).items()}
+        flipped = {k: v.double().numpy()[0] for k, v in model(t.flip(-1)).items()} if cfg.tta_hflip else None
     tax = bundle.taxonomy
     disease = _softmax(out["disease_fused"])
+    attrs = 1.0 / (1.0 + np.exp(-out["attributes"]))
+    body_p = _softmax(out["body_part"])
+    if flipped is not None:  # the bundle's flip TTA: probabilities of the photo and its mirror, averaged
+        disease = (disease + _softmax(flipped["disease_fused"])) / 2
+        attrs = (attrs + 1.0 / (1.0 + np.exp(-flipped["attributes"]))) / 2
+        body_p = (body_p + _softmax(flipped["body_part"])) / 2
     classes = tax.head("disease").classes
     diff = sorted(((c.name, float(p), c.malignant) for c, p in zip(classes, disease, strict=True)), key=lambda r: -r[1])
-    attrs = 1.0 / (1.0 + np.exp(-out["attributes"]))
     thr = bundle.threshold("attributes")
     attr_classes = tax.head("attributes").classes
     attributes = [(c.name, float(p), bool(p >= thr)) for c, p in zip(attr_classes, attrs, strict=True)]
-    body = tax.head("body_part").classes[int(np.argmax(out["body_part"]))].name
+    body = tax.head("body_part").classes[int(np.argmax(body_p))].name
     return Reference(diff, attributes, body, len(out["selected_disease"]), disease)
 
 
