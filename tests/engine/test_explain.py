@@ -19,6 +19,7 @@ from engine.explain import (
     TokenGridReshape,
     attention_rollout,
     blend,
+    default_target_layer,
     grad_cam,
     lsm_map,
     lsm_overlay_image,
@@ -118,16 +119,20 @@ def test_grad_cam_is_a_unit_map_that_depends_on_class_and_head(model: nn.Module,
 
 
 def test_grad_cam_fast_path_equals_plain_pytorch_grad_cam(model: nn.Module, batch: torch.Tensor) -> None:
-    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam import GradCAM, HiResCAM
 
     flags = [p.requires_grad for p in model.parameters()]
-    fast = grad_cam(model, batch, "attributes", [2, 4])
-    assert fast.shape == (2, 96, 96)
-    assert [p.requires_grad for p in model.parameters()] == flags  # frozen only for the call
-    layer = model.heads["attributes"].blocks[-1].norm1
-    with GradCAM(HeadLogits(model, "attributes"), [layer], reshape_transform=TokenGridReshape((6, 6), 1)) as cam:
-        plain = cam(batch, [HeadClassTarget("attributes", 2), HeadClassTarget("attributes", 4)])
-    np.testing.assert_allclose(fast, plain, atol=1e-5)
+    layer = default_target_layer(model, "attributes")
+    reshape = TokenGridReshape((6, 6), 1)
+    for method, cam_class in (("hirescam", HiResCAM), ("gradcam", GradCAM)):
+        fast = grad_cam(model, batch, "attributes", [2, 4], method=method)
+        assert fast.shape == (2, 96, 96)
+        assert [p.requires_grad for p in model.parameters()] == flags  # frozen only for the call
+        with cam_class(HeadLogits(model, "attributes"), [layer], reshape_transform=reshape) as cam:
+            plain = cam(batch, [HeadClassTarget("attributes", 2), HeadClassTarget("attributes", 4)])
+        np.testing.assert_allclose(fast, plain, atol=1e-5)
+    with pytest.raises(ValueError, match="method"):
+        grad_cam(model, batch, "attributes", method="eigencam")
 
 
 def test_grad_cam_uses_the_models_grid_and_runs_in_fp32_under_bf16_autocast(batch: torch.Tensor) -> None:
@@ -141,6 +146,66 @@ def test_grad_cam_uses_the_models_grid_and_runs_in_fp32_under_bf16_autocast(batc
         TokenGridReshape((6, 6), 1)(torch.zeros(1, 65, 8))
     with pytest.raises(ModelConfigError, match="outside"):
         grad_cam(m, x, "disease", 99)
+
+
+def test_a_cnn_floors_cam_is_spatial_and_equals_classic_grad_cam(batch: torch.Tensor) -> None:
+    """A PlainClassifier (global average pooling, then linear) has a Grad-CAM now; there HiResCAM and
+    Grad-CAM are the same map (the gradient at the last conv map is the same at every cell)."""
+    torch.manual_seed(0)
+    floor = create_model("lite0_classifier", num_classes={"disease": 6}).eval()  # ImageNet trunk, random head
+    with torch.no_grad():
+        floor.heads["disease"].weight[1].uniform_(0.0, 0.1)  # class 1: positive evidence from every channel
+    assert default_target_layer(floor) is floor.trunk.bn2  # conv_head -> BN -> act: the input of the pooling
+    x = torch.nn.functional.interpolate(batch, size=224, mode="bilinear")
+    cams = grad_cam(floor, x, "disease", [1, 1])
+    assert cams.shape == (2, 224, 224) and cams.dtype == np.float32
+    assert cams.max() == pytest.approx(1.0) and cams.min() == 0.0
+    assert cams.std() > 0.1  # a map, not a constant
+    np.testing.assert_allclose(cams, grad_cam(floor, x, "disease", [1, 1], method="gradcam"), atol=1e-4)
+    flipped = grad_cam(floor, torch.flip(x, dims=[3]), "disease", [1, 1])  # the map follows the content
+    assert np.corrcoef(flipped[0, :, ::-1].ravel(), cams[0].ravel())[0, 1] > 0.5
+    assert np.corrcoef(flipped[0].ravel(), cams[0].ravel())[0, 1] < np.corrcoef(
+        flipped[0, :, ::-1].ravel(), cams[0].ravel())[0, 1]
+
+
+def test_the_target_layer_per_model_type() -> None:
+    tiny = create_model("dermimitformer_tiny")
+    lite2 = create_model("dermimitformer_lite2", pretrained=False)
+    lite0 = create_model("dermimitformer_lite0", pretrained=False)
+    # the hybrids: the last stride-16 EfficientNet stage that is not the stem's output, the same for every head
+    lite2_dilated = create_model("dermimitformer_lite2", pretrained=False, patch_stride=16)
+    assert default_target_layer(lite2) is lite2.backbone.stem[6] and len(lite2.backbone.stem) == 11  # 5th stage
+    assert default_target_layer(lite0) is lite0.backbone.stem[5] and len(lite0.backbone.stem) == 7  # 4th stage
+    assert default_target_layer(lite2_dilated) is lite2_dilated.backbone.stem[8]  # 7th stage, dilated
+    # one stride-16 stage, and it is the stem's output: that stage
+    assert default_target_layer(tiny, "disease") is tiny.backbone.stem[5] is default_target_layer(tiny, "body_part")
+    resnet = create_model("resnet50_classifier")
+    assert default_target_layer(resnet) is resnet.trunk.layer4
+    with pytest.raises(ModelConfigError):
+        default_target_layer(nn.Linear(2, 2))
+
+
+def test_context_changes_the_map_only_when_it_changes_the_logits(batch: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    m = create_model("dermimitformer_tiny", context_fields=("age", "itch", "bleed")).eval()
+    x = batch[:1]
+    ctx = torch.tensor([[1.5, 1.0, -1.0]])
+    none = grad_cam(m, x, "disease", 2)
+    # FiLM starts as the identity (its last layer is zero): this context does not change the logits yet ...
+    with torch.no_grad():
+        assert torch.equal(m(x, ctx)["disease_fused"], m(x)["disease_fused"])
+    np.testing.assert_allclose(grad_cam(m, x, "disease", 2, context=ctx), none, atol=1e-6)
+    with torch.no_grad():
+        m.context_film.net[2].weight.normal_(0.0, 0.5)
+        assert not torch.allclose(m(x, ctx)["disease_fused"], m(x)["disease_fused"])
+        assert torch.equal(m(x, torch.zeros(1, 3))["disease_fused"], m(x)["disease_fused"])  # all fields absent
+    # ... once it does, the map explains the photo-plus-context logit; "nothing known" stays the photo-only map
+    with_ctx = grad_cam(m, x, "disease", 2, context=ctx)
+    assert np.abs(with_ctx - grad_cam(m, x, "disease", 2)).mean() > 0.01
+    np.testing.assert_allclose(grad_cam(m, x, "disease", 2, context=torch.zeros(3)), grad_cam(m, x, "disease", 2),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="context"):
+        grad_cam(m, x, "disease", 2, context=torch.zeros(2, 3))
 
 
 # --- rollout -----------------------------------------------------------------------------------
