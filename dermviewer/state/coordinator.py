@@ -14,8 +14,9 @@ Rules it enforces (each has a test in ``tests/dermviewer/state/test_coordinator.
 - a severity sweep is its own cancellable job on the explanation lane, so the next photo never waits
   behind it, and it is cancelled (its remaining steps dropped) when the photo changes;
 - torch (for Grad-CAM) is loaded in the background once the first differential of a model is on screen
-  (at once if no photo is open), by :meth:`ModelHost.explainer_job` on the explanation lane, so Grad-CAM
-  requests queue behind it while the photos the user opens meanwhile are not held up by the import.
+  (not before: opening the first photo must not share the cores with the import), by
+  :meth:`ModelHost.explainer_job` on the explanation lane, so Grad-CAM requests queue behind it while the
+  photos the user opens meanwhile are not held up by the import.
 
 API for other modes (research, annotate) that plug into the same coordinator and job runner:
 
@@ -153,8 +154,6 @@ class Coordinator:
         self.state.model.explainer_changed.emit()
         self.model_loaded.emit(info)
         current = cases.current
-        if current is None:  # no differential to wait for
-            self.load_explainer()
         paths = [p for p in dict.fromkeys(requeue) if current is None or p != current.path]
         if paths:
             self.run_folder(paths)
