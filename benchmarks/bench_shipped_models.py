@@ -81,6 +81,15 @@ def main() -> int:
                 row[label] = _p50(be.run, x1.numpy(), args.repeats)
                 print(f"  {label:10} p50 {row[label]:7.1f} ms/photo")
             print(f"  {q.summary()}")
+            # what the app runs per photo: the Predictor on the bundle's own ONNX graph, flip TTA included
+            # when the bundle says so (preprocess.tta_hflip), decoding included
+            from engine.inference import Predictor
+
+            pred = Predictor.from_backend(bundle, OnnxBackend(fp32, device="cpu"))
+            rgb = load_image(photos[0])
+            tta = "with flip TTA" if bundle.preprocess.tta_hflip else "no TTA"
+            row["predictor"] = _p50(pred.predict, rgb, args.repeats)
+            print(f"  Predictor on ORT fp32 ({tta}, from decoded RGB) p50 {row['predictor']:7.1f} ms/photo")
         cv = path.parent / f"{path.stem}.cv.json"
         cv = cv if cv.is_file() else path.parent / "metrics.json"  # a run folder
         if cv.is_file():

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Renders resources/models/default.{dmvb,md,cv.json,oof.h5} from the runs named below (run from the repo root
+# once they exist: they are not in git). Every section file is written by the command that measured it.
+set -e
+cd "$(dirname "$0")/../../.."
+C=configs/cards/lite2
+mkdir -p runs/prev_default && git show 03d831e:resources/models/default.cv.json > runs/prev_default/metrics.json   # the previous default, as landed
+ABL=(--ablation "EfficientNet-Lite0 classifier (floor), same recipe=runs/lite2_floor_lite0")
+ABL+=(--ablation "EfficientNet-Lite2 classifier (floor), same recipe=runs/lite2_floor_lite2")
+[ -f runs/prev_default/metrics.json ] && ABL+=(--ablation "Previous default: DermImitFormer-Lite0 hybrid, 160 px, fine-tuned from stage 2 (its own recipe)=runs/prev_default")
+ABL+=(--ablation "DermImitFormer-Lite2, D+B+A, LSM, CIM, context FiLM: photo only (this model)=runs/lite2_default")
+SEC=()
+[ -f runs/lite2_default/context_cv/context_cv.md ] && SEC+=(--section "Photo only vs photo plus clinical context (same fold models)=runs/lite2_default/context_cv/context_cv.md")
+[ -f runs/lite2_default/localisation/localisation.md ] && SEC+=(--section "Where the model looks, against the lesion masks (each fold model on its own test fold)=runs/lite2_default/localisation/localisation.md")
+[ -f $C/speed.md ] && SEC+=(--section "Speed on this 2-core CPU=$C/speed.md")
+[ -f $C/reading.md ] && SEC+=(--section "Reading of the results and the targets=$C/reading.md")
+.venv/bin/dermviewer-train ship runs/lite2_default --name default --model-name dermimitformer-lite2-ctx-pad20 \
+  --title "dermimitformer-lite2-ctx-pad20: DermImitFormer heads on the whole EfficientNet-Lite2, with optional clinical context (CPU default)" \
+  --command "$(printf '%s\n' \
+    'OMP_NUM_THREADS=1 .venv/bin/dermviewer-train cv configs/lite2/default.yaml --out runs/lite2_default   # this model' \
+    'OMP_NUM_THREADS=1 .venv/bin/dermviewer-train cv configs/lite2/floor_lite0.yaml --out runs/lite2_floor_lite0' \
+    'OMP_NUM_THREADS=1 .venv/bin/dermviewer-train cv configs/lite2/floor_lite2.yaml --out runs/lite2_floor_lite2' \
+    '.venv/bin/dermviewer-train context-cv runs/lite2_default' \
+    '.venv/bin/dermviewer-train localisation-cv runs/lite2_default --masks ../shared/data/pad_ufes_20/masks --threads 1' \
+    '.venv/bin/python benchmarks/bench_shipped_models.py --models resources/models/default.dmvb --photos 12 --repeats 20   # latency' \
+    'bash configs/cards/lite2/ship.sh   # this card (figures checked by tests/training/test_model_card.py)')" \
+  --description "The app's default model: DermImitFormer (Zhou et al., MICCAI 2023) task heads for disease, body part and attributes with the Lesion Selection Module (K=8 of 64 tokens) and the Cross-Interaction Module, on the whole ImageNet-pretrained EfficientNet-Lite2 (its 1280-channel features, one token per 32 px at 256 px input; 1 shared + 2x3 head transformer layers of width 192), with the patient's age, body site and six reported attributes fused into the disease embedding by FiLM when they are given (every field optional; none given = the photo-only answer, exactly). Trained on CPU by this project's training package with the CNN frozen below its head convolution (cached augmented views, see the config); the final model is fitted on all 666 photos with the recipe that was cross-validated. Disease figures in the table below are photo only; the clinical-context figures are in their own section." \
+  "${ABL[@]}" "${SEC[@]}" \
+  --failure-mode "Rare classes: out-of-fold recall is 46% for squamous cell carcinoma (13 of 28 photos; 6 called actinic keratosis, 5 basal cell carcinoma) and 57% for melanoma (20 of 35), and only 17% of the photos it calls SCC are SCC (35 of its SCC calls are BCC). Do not rely on it to flag either." \
+  --failure-mode "Basal cell carcinoma is recalled 52% of the time (97 of 187): 35 are called SCC and 26 actinic keratosis. Seborrheic keratosis 47% (53 of 112), confused with nevi (25), actinic keratosis (13) and melanoma (10)." \
+  --failure-mode "Malignant vs benign (sum of the malignant class probabilities >= 0.5), photo only: sensitivity 77.6 ± 5.5%, specificity 77.0 ± 3.6% over folds; about one malignant lesion in four or five is called benign." \
+  --failure-mode "Probabilities are over-confident (ECE 11.0 ± 4.0% over folds): read them as a ranking, not as calibrated risks." \
+  --failure-mode "Body part from a close-up photo is weak (top-1 36% over 14 regions); give the body site as context instead." \
+  --failure-mode "The clinical context was learnt from one clinic's records; what a patient reports (itch, growth, bleeding...) is fused as given, and an answer that contradicts the photo moves the differential." \
+  --failure-mode "Trained on one Brazilian clinic's smartphone photos (mostly Fitzpatrick I-III); dermoscopic images, other skin types, other devices and diseases outside the six classes are out of scope: the model always answers with one of the six."
