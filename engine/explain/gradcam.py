@@ -14,7 +14,9 @@ against PAD-UFES-20's lesion masks (``engine.metrics.localisation``, issue 11, f
   two methods give the same map: a CNN floor's Grad-CAM is unchanged). In the hybrid the layer is
   followed by position embeddings and attention, the gradient differs from cell to cell, and the
   average throws exactly that away: the map becomes the channel-weighted activations, whose peaks sit
-  where TF "same" zero padding makes the EfficientNet features strongest, at the border and corners.
+  where TF "same" zero padding makes the EfficientNet features strongest, at the border and corners
+  (on the Lite0 stem the feature norm is highest in the four corner cells, and the map's first
+  principal component peaks in the outer ring of cells on 80 % of photos).
   The element-wise product keeps where the gradient is. ``method="gradcam"`` gives the classic map.
 
 Cost: all parameters are frozen for the call and a forward hook re-roots the graph at the target
@@ -135,12 +137,33 @@ def _cnn_feature_map(trunk: nn.Module) -> nn.Module | None:
 def default_target_layer(model: nn.Module, head: str = "disease") -> nn.Module:
     """The layer whose map is the explanation, per model type (see the module docstring for why).
 
-    - DermImitFormer on a hybrid EfficientNet-Lite stem: the stem's last stride-16 convolutional
-      feature map, shared by every head (the head changes the gradient, not the layer).
+    - DermImitFormer on a hybrid EfficientNet-Lite stem: the last stride-16 stage of the stem that is
+      not the stem's own output (:func:`_stem_feature_map`), shared by every head (the head changes the
+      gradient, not the layer).
     - DermImitFormer on a ViT: ``heads[head].blocks[-1].norm1`` (no convolutional map exists; the
-      tokens before the head's last attention, jacobgil's ViT recipe).
-    - PlainClassifier (the CNN floors): the trunk's last convolutional stage, the input of its global
-      pooling, where Grad-CAM is exact.
+      tokens before the head's last attention, jacobgil's ViT recipe; not measured, no trained ViT).
+    - PlainClassifier (the CNN floors): the trunk's last convolutional map, the input of its global
+      pooling, where Grad-CAM is exact (and equal to HiResCAM).
+
+    Measured, pointing game / CAM energy ratio on the 640 masked PAD-UFES-20 photos (centre prior 94.1 %):
+
+    ======================================================  ============  ===================
+    layer, method                                           Lite0 (old    Lite2 (new default,
+                                                            default, in-  5-fold, each fold on
+                                                            sample)       its own test photos)
+    ======================================================  ============  ===================
+    disease head's last block ``norm1``, Grad-CAM (before)  15.9 % 1.31   22.3 % 2.26
+    same tokens, HiResCAM                                   21.6 % 1.49   --
+    stem output (the projection's input), Grad-CAM          28.4 % 1.50   33.1 % 2.18
+    stem output, HiResCAM                                   26.9 % 1.65   39.8 % 2.45
+    first stride-16 stage (EfficientNet stage 4), HiResCAM  59.7 % 2.36   70.0 % 2.83
+    last stride-16 stage before the output, HiResCAM (now)  = the above   77.8 % 3.82
+    stride-4 stage, HiResCAM                                56.2 % 2.17   74.8 % 2.80
+    ======================================================  ============  ===================
+
+    (Lite0 HiResCAM rows on the tokens, on the stem output and at stride 4: every other photo, 320.) The share of
+    CAM peaks in the outer ring of cells fell from 42 % to 6 % on Lite2. Explaining d instead of d',
+    or the log-probability or centred logit instead of the logit, moved the Lite0 figure by < 5 points.
     """
     trunk = getattr(model, "trunk", None)
     if isinstance(trunk, nn.Module):  # PlainClassifier
