@@ -47,7 +47,7 @@ def _by_hand(model: torch.nn.Module, pre: PreprocessConfig, stem: str) -> dict[s
         return bool(((ys - y) ** 2 + (xs - x) ** 2).min() <= r2)
 
     py, px = np.unravel_index(int(cam.argmax()), cam.shape)
-    grid = pre.img_size // 16, pre.img_size // 16
+    grid = model.cfg.grid_size  # the model's own token grid (16 or 32 px per token)
     cells = [bool(mask[y0:y1, x0:x1].any()) for x0, y0, x1, y1 in selected_boxes(range(grid[0] * grid[1]), grid,
                                                                                  mask.shape)]
     sel = out["selected_disease"][0].tolist()
