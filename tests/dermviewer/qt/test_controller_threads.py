@@ -49,7 +49,8 @@ def test_window_sets_torch_threads_from_the_budget(make_window, qtbot) -> None:
 
 def test_onnx_sessions_get_an_explicit_thread_count(make_window, qtbot) -> None:
     win = make_window()
-    qtbot.waitUntil(lambda: win.state.model.ready, timeout=TIMEOUT)
+    # ready is set by the loading job; model_path by its result, on the UI thread a moment later
+    qtbot.waitUntil(lambda: win.state.model.ready and win.state.settings.model_path is not None, timeout=TIMEOUT)
     win.state.settings.backend = "onnx"
     from dermviewer.qt.menus import load_model_file
 
