@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,27 +13,12 @@ from dermviewer.state.research.neighbours import NeighbourIndex
 from dermviewer.state.research.oof import open_oof
 from dermviewer.state.research.selection import PhotoTable
 from dermviewer.state.research.subgroups import subgroup_table
-
-ROOT = Path(__file__).resolve().parents[3]
-SPEC = ROOT / "configs" / "data" / "pad_ufes_20.yaml"
-
-
-def _default_oof() -> Path:
-    """The out-of-fold file shipped beside the default bundle, whatever the bundle's stem."""
-    import resources
-    from dermviewer.state.research.oof import oof_source_of
-    from engine.bundle import read_bundle_header
-
-    oof, _ = oof_source_of(read_bundle_header(resources.default_model_path()))
-    if oof is None:
-        pytest.fail("the default bundle ships no <stem>.oof.h5 beside it")
-    return oof
-
+from tests.dermviewer.state.researchhelp import SPEC, default_oof
 
 
 @pytest.fixture(scope="module")
 def oof():
-    return open_oof(_default_oof(), SPEC)
+    return open_oof(default_oof(), SPEC)
 
 
 def test_nearest_neighbours_never_include_the_query(oof) -> None:
@@ -84,7 +68,7 @@ def test_two_models_disagree_on_exactly_the_photos_whose_top_class_differs(oof) 
     d = cmp.deltas["BMA"]
     assert cmp.bma_ci.low <= d <= cmp.bma_ci.high
     assert cmp.n_photos == int(ds.scored.sum())
-    shipped = sorted(p for p in _default_oof().parent.glob("*.oof.h5") if p != _default_oof())
+    shipped = sorted(p for p in default_oof().parent.glob("*.oof.h5") if p != default_oof())
     if shipped:  # a second shipped model (the student today): its list is where the two top classes differ
         _, second = open_oof(shipped[0], SPEC)
         expect = np.flatnonzero(res.predicted() != second.predicted())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,27 +10,12 @@ from dermviewer.state.research.oof import open_oof
 from dermviewer.state.research.selection import PhotoFilter, PhotoTable, cell_filter
 from dermviewer.state.research.session import ResearchSession
 from engine.metrics import classification_report
-
-ROOT = Path(__file__).resolve().parents[3]
-SPEC = ROOT / "configs" / "data" / "pad_ufes_20.yaml"
-
-
-def _default_oof() -> Path:
-    """The out-of-fold file shipped beside the default bundle, whatever the bundle's stem."""
-    import resources
-    from dermviewer.state.research.oof import oof_source_of
-    from engine.bundle import read_bundle_header
-
-    oof, _ = oof_source_of(read_bundle_header(resources.default_model_path()))
-    if oof is None:
-        pytest.fail("the default bundle ships no <stem>.oof.h5 beside it")
-    return oof
-
+from tests.dermviewer.state.researchhelp import SPEC, default_oof
 
 
 @pytest.fixture(scope="module")
 def oof():
-    return open_oof(_default_oof(), SPEC)
+    return open_oof(default_oof(), SPEC)
 
 
 def test_oof_joins_the_manifest(oof) -> None:

@@ -4,7 +4,6 @@ manifest a selection exports (same columns, opens again)."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,22 +18,7 @@ from dermviewer.state.research.oof import open_oof
 from dermviewer.state.research.pack import open_pack
 from dermviewer.state.research.result import EvalResult
 from engine.taxonomy import load_taxonomy
-
-ROOT = Path(__file__).resolve().parents[3]
-SPEC = ROOT / "configs" / "data" / "pad_ufes_20.yaml"
-
-
-def _default_oof() -> Path:
-    """The out-of-fold file shipped beside the default bundle, whatever the bundle's stem."""
-    import resources
-    from dermviewer.state.research.oof import oof_source_of
-    from engine.bundle import read_bundle_header
-
-    oof, _ = oof_source_of(read_bundle_header(resources.default_model_path()))
-    if oof is None:
-        pytest.fail("the default bundle ships no <stem>.oof.h5 beside it")
-    return oof
-
+from tests.dermviewer.state.researchhelp import SPEC, default_oof
 
 THEIRS = {"ACK": "actinic keratosis", "BCC": "basal cell carcinoma", "MEL": "melanoma", "NEV": "clark nevus",
           "SCC": "dermatofibroma", "SEK": "seborrheic keratosis"}
@@ -117,7 +101,7 @@ def test_an_hdf5_pack_opens_with_labels_pixels_and_subgroups(tmp_path) -> None:
 
 
 def test_a_selection_exports_to_a_manifest_with_the_same_columns(tmp_path) -> None:
-    ds, res = open_oof(_default_oof(), SPEC)
+    ds, res = open_oof(default_oof(), SPEC)
     wrong_mel = np.flatnonzero(ds.scored & (ds.disease == 2) & (res.predicted() != 2))
     out = export_manifest(ds, wrong_mel, tmp_path / "sub" / "misclassified_melanoma.csv")
     original = pd.read_csv(SPEC.parent / ds.root / "manifest.csv", dtype=str, keep_default_na=False)
