@@ -131,10 +131,13 @@ class Coordinator:
     def load_model(self, path: str | Path) -> JobHandle:
         s, host = self.state.settings, self.state.model
         device, backend = s.device, s.backend
-        return self.run(lambda: host.load(path, device, backend), Lane.INTERACTIVE, self._model_ready,
+        return self.run(lambda: host.prepare(path, device, backend), Lane.INTERACTIVE, self._model_ready,
                         lambda e: self._error(e, "Cannot open model"), stale_with_model=False)
 
-    def _model_ready(self, info: Any) -> None:
+    def _model_ready(self, loaded: Any) -> None:
+        # adopted here, on the UI thread, together with the new generation: a job queued before this line ran on
+        # the old model (and is stale); one queued after runs on the new one
+        info = self.state.model.adopt(loaded)
         self.jobs.new_generation()  # everything computed with the previous model is stale from here on
         self.state.settings.model_path = info.path
         cases = self.state.cases

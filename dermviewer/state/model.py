@@ -154,6 +154,18 @@ class ModelInfo:
         )
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model read by :meth:`ModelHost.prepare`, not yet the loaded one."""
+
+    predictor: Predictor
+    info: ModelInfo
+
+    @property
+    def path(self) -> str:
+        return self.info.path
+
+
 class ModelHost:
     """Owns the Predictor; thread-safe lazy access so queued jobs wait for a model being loaded."""
 
@@ -191,6 +203,14 @@ class ModelHost:
                                                     or self._predictor.backend_name == "torch")
 
     def load(self, path: str | Path, device: str = "auto", backend: str = "torch") -> ModelInfo:
+        """:meth:`prepare` and :meth:`adopt` in one call, for code that has no UI thread to hand over to."""
+        return self.adopt(self.prepare(path, device, backend))
+
+    def prepare(self, path: str | Path, device: str = "auto", backend: str = "torch") -> LoadedModel:
+        """Read and verify a model without making it the loaded one (seconds; any thread).
+
+        The app adopts it on the UI thread, in the same step that makes earlier results stale, so no job can
+        start on the new model and then be dropped as belonging to the old one."""
         path = Path(path)
         if path.suffix.lower() == ".onnx":
             predictor = onnx_predictor(path, device=device, onnx_threads=self.ort_threads)
@@ -201,10 +221,14 @@ class ModelHost:
             predictor = Predictor(load_bundle(path), device=device, backend=backend, onnx_threads=self.ort_threads)
             self._set_torch_threads()
         info = ModelInfo.from_predictor(predictor, sha256=predictor.file_sha256 or file_sha256(path))
+        return LoadedModel(predictor, info)
+
+    def adopt(self, loaded: LoadedModel) -> ModelInfo:
+        """Make a prepared model the loaded one: :attr:`ready` turns true from here."""
         with self._lock:
-            self._predictor, self._explain_model, self.info = predictor, None, info
+            self._predictor, self._explain_model, self.info = loaded.predictor, None, loaded.info
             self.explainer_error = None
-        return info
+        return loaded.info
 
     def explainer_job(self) -> Generator[None, None, Predictor | None]:
         """:meth:`load_explainer` on a thread of its own, as a generator job for the coordinator's executor:

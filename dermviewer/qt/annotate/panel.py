@@ -79,6 +79,16 @@ class AnnotatePanel(PanelCommands, QWidget):
         self.ranked: list[Suspect] | None = None
         self.annotator = getpass.getuser() or "annotator"
         self._build()
+        if state is not None:  # a model loaded after the project opened suggests for the photo shown
+            state.model_changed.connect(self._model_changed)
+
+    def _model_changed(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        s.clear_live()
+        self._predict_live()
+        self._show_values()
 
     # -- construction ---------------------------------------------------------------------------------
     def _button(self, text: str, slot: object, name: str) -> QPushButton:

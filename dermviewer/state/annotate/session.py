@@ -129,6 +129,10 @@ class AnnotateSession:
         key = self.current.key
         return key not in self.live and (self.oof is None or self.oof.suggestion(key, "disease") is None)
 
+    def clear_live(self) -> None:
+        """Forget the live predictions: they came from a model that is no longer loaded."""
+        self.live.clear()
+
     def set_live(self, key: str, prediction: Prediction) -> None:
         """Keep the loaded model's prediction of a photo (run by the Qt layer on the interactive lane)."""
         best_part = max(prediction.body_parts, key=lambda b: b.probability, default=None)

@@ -269,3 +269,27 @@ def test_a_sweep_started_while_the_next_photo_loads_ends_when_that_photo_arrives
     ex.run_pending()
     assert rec.count("sweep_progress") == 0
     assert not co.busy
+
+
+def test_a_loaded_model_is_adopted_only_when_its_result_reaches_the_ui_thread(photos) -> None:
+    """Between the load job's end on a worker and its result on the UI thread, nothing may run on the new
+    model: a job started in that gap would belong to the old model's generation and be dropped as stale
+    (the annotate mode lost its suggestion that way on a cold, loaded CI machine)."""
+    co, ex, _timer, _clock = _coordinator()
+    rec = Recorder(co)
+    held: list = []
+    submit = ex.submit
+
+    def holding_submit(job, on_result=None, on_error=None, on_progress=None, lane=Lane.INTERACTIVE):
+        return submit(job, lambda r: held.append((on_result, r)), on_error, on_progress, lane)
+
+    ex.submit = holding_submit  # results stay on the "worker" until the test hands them to the UI thread
+    co.load_model(resources.default_model_path())
+    assert ex.run_next(Lane.INTERACTIVE)  # the model is read and verified...
+    assert len(held) == 1
+    assert not co.state.model.ready  # ...but not yet the loaded one
+    assert rec.count("model_loaded") == 0
+    on_result, result = held.pop()
+    on_result(result)  # the UI thread takes it
+    assert co.state.model.ready and co.state.model.info.path == str(resources.default_model_path())
+    assert rec.count("model_loaded") == 1
