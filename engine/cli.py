@@ -8,6 +8,10 @@ Photos run on ONNX Runtime by default, from the bundle's graph in the user's ONN
 torch, the first time a bundle is used; ``$DERMVIEWER_CACHE_DIR`` moves the cache), so an ordinary call
 imports neither torch nor timm. ``--backend torch`` runs the torch module as before; ``--overlay``
 imports the explanation code, which needs torch.
+
+When the lesion finder is shipped (``resources/models/lesion_finder.onnx``, or ``--lesion-finder``), each
+photo's object gains ``lesions: [{box, area_fraction, score}]`` (boxes ``[x0, y0, x1, y1]`` in the photo's
+pixels, largest first; empty when no lesion is found) and ``--overlay`` draws their outlines and boxes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", type=Path, default=None, metavar="OUT.png",
                    help="write the LSM attention overlay (one photo), or OUT_<stem>.png per photo for several")
     p.add_argument("--top", type=int, default=3, help="differential entries shown in text mode")
+    p.add_argument("--lesion-finder", type=Path, default=None, metavar="FINDER.onnx",
+                   help="lesion finder (default: the bundled one); its lesions go into the JSON and the overlay")
+    p.add_argument("--no-lesions", action="store_true", help="do not run the lesion finder")
     c = p.add_argument_group("clinical context (models that take it; every field optional)")
     c.add_argument("--age", default=None, help="patient age in years")
     c.add_argument("--site", default=None, help="body site, e.g. face, back, forearm (the taxonomy's codes)")
@@ -112,11 +119,25 @@ def _text(path: Path, pred: Prediction, top: int) -> str:
     return "\n".join(lines)
 
 
-def _write_overlay(out: Path, source: Path, pred: Prediction) -> None:
-    from engine.explain.overlay import lsm_overlay_image
-    from engine.imageio import load_image, save_image
+def _make_finder(args: argparse.Namespace) -> Any:
+    """The lesion finder, or None when it is switched off or (the bundled one) not shipped."""
+    from engine.lesions import LesionFinder, default_finder_path
 
-    save_image(out, lsm_overlay_image(load_image(source), pred))
+    if args.no_lesions:
+        return None
+    if args.lesion_finder is None and not default_finder_path().is_file():
+        return None
+    return LesionFinder(args.lesion_finder, threads=1)
+
+
+def _write_overlay(out: Path, image: Any, pred: Prediction, lesions: Any) -> None:
+    from engine.explain.overlay import draw_boxes, draw_outline, lsm_overlay_image
+    from engine.imageio import save_image
+
+    picture = lsm_overlay_image(image, pred)
+    if lesions is not None and lesions.found:
+        picture = draw_boxes(draw_outline(picture, lesions.mask), [les.box for les in lesions.lesions], (0, 255, 0))
+    save_image(out, picture)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,6 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if predictor.context_encoding is None and (args.context_from or any(
             getattr(args, n) is not None for n in ("age", "site", *ATTRIBUTE_FIELDS))):
         print(f"note: model '{bundle.name}' takes no clinical context; the context flags are ignored", file=sys.stderr)
+    try:
+        finder = _make_finder(args)
+    except DermViewerError as exc:
+        print(f"dermviewer-predict: cannot load the lesion finder: {exc}", file=sys.stderr)
+        return 2
     results: list[dict[str, Any]] = []
     failed = 0
     for step in predictor.iter_predict(args.images, context_for=context_for):
@@ -149,14 +175,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{path}\n  error: {step.error.reason}", file=sys.stderr)
             continue
         assert step.prediction is not None
-        results.append({"image": str(path), **step.prediction.to_json()})
+        entry: dict[str, Any] = {"image": str(path), **step.prediction.to_json()}
+        image, lesions = None, None
+        if finder is not None or args.overlay is not None:
+            from engine.imageio import load_image
+
+            try:
+                image = load_image(path)
+            except DermViewerError as exc:  # changed on disk since the model read it
+                failed += 1
+                results.append({"image": str(path), "error": exc.reason})
+                print(f"{path}\n  error: {exc.reason}", file=sys.stderr)
+                continue
+            lesions = finder.find(image) if finder is not None else None
+        if lesions is not None:
+            entry["lesions"] = [les.to_json() for les in lesions.lesions]
+        results.append(entry)
         if not args.json:
             print(_text(path, step.prediction, args.top))
+            if lesions is not None:
+                print(f"  lesions: {lesions.summary()}")
         if args.overlay is not None:
             out = args.overlay if len(args.images) == 1 else args.overlay.with_name(
                 f"{args.overlay.stem}_{path.stem}{args.overlay.suffix}")
             try:
-                _write_overlay(out, path, step.prediction)
+                _write_overlay(out, image, step.prediction, lesions)
             except DermViewerError as exc:
                 failed += 1
                 print(f"{out}: cannot write overlay: {exc.reason}", file=sys.stderr)

@@ -107,6 +107,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    p = sub.add_parser("lesion-cv", help="lesion finder: K-fold CV on the lesion masks (the classifier's folds), "
+                                         "Dice/IoU/boundary F/box IoU per fold, final fit exported to ONNX")
+    p.add_argument("--spec", type=Path, default=Path("configs/data/pad_ufes_20.yaml"), help="dataset spec YAML")
+    p.add_argument("--masks", type=Path, required=True, metavar="DIR|CSV", help="lesion masks (folder or CSV)")
+    p.add_argument("--out", type=Path, default=Path("runs/lesion_finder"), help="run folder")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
+    p.add_argument("--variant", type=int, default=0, help="EfficientNet-Lite encoder variant (0, 1 or 2)")
+    p.add_argument("--size", type=int, default=160, help="square network input (default 160)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0, help="fold seed: the classifier's cv.seed gives its folds")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N masked photos (smoke runs)")
+    p.add_argument("--no-final-fit", action="store_true", help="CV only: no model on every photo, no ONNX file")
+
+    p = sub.add_parser("lesion-crops", help="lesion-centred copies of a data set from a `lesion-cv` run's "
+                                            "out-of-fold boxes, with their manifest and spec (for `cv --set`)")
+    p.add_argument("lesion_run", type=Path, help="a finished `lesion-cv` run folder (its oof_lesions.json)")
+    p.add_argument("--spec", type=Path, default=Path("configs/data/pad_ufes_20.yaml"), help="dataset spec YAML")
+    p.add_argument("--out", type=Path, default=Path("runs/lesion_crops"), help="output folder")
+    p.add_argument("--margin", type=float, default=None, help="margin around the box (default: the app's)")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
+
     p = sub.add_parser("export", help="bundle (+ ONNX) from a training checkpoint, or ONNX from a bundle")
     _common(p, config_required=False)
     p.add_argument("--checkpoint", type=Path, default=None, help="best.pt / last.pt of a run (needs the config)")
@@ -310,6 +335,28 @@ def _cmd_localisation_cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lesion_cv(args: argparse.Namespace) -> int:
+    from training.lesion_seg import SegConfig, run_lesion_cv
+
+    cfg = SegConfig(variant=args.variant, size=args.size, epochs=args.epochs, batch_size=args.batch_size,
+                    lr=args.lr, folds=args.folds, seed=args.seed, threads=args.threads, limit=args.limit,
+                    final_fit=not args.no_final_fit)
+    out = run_lesion_cv(cfg, args.spec, args.masks, args.out, root=args.data_root, log=_log)
+    print(f"lesion finder CV: {out / 'lesion_cv.json'}")
+    return 0
+
+
+def _cmd_lesion_crops(args: argparse.Namespace) -> int:
+    from engine.lesions import DEFAULT_MARGIN
+    from training.lesion_crops import write_crop_dataset
+
+    spec = write_crop_dataset(args.spec, args.lesion_run, args.out,
+                              margin=DEFAULT_MARGIN if args.margin is None else args.margin, root=args.data_root,
+                              log=_log)
+    print(f"lesion crops: {spec}  (train on them: dermviewer-train cv CONFIG --set data.spec={spec})")
+    return 0
+
+
 def _cmd_robustness(args: argparse.Namespace) -> int:
     from training.robustness import run_robustness
 
@@ -344,7 +391,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 _COMMANDS = {"pack": _cmd_pack, "train": _cmd_train, "cv": _cmd_cv, "lr-find": _cmd_lr_find,
              "distill": _cmd_distill, "evaluate": _cmd_evaluate, "robustness": _cmd_robustness,
              "robustness-cv": _cmd_robustness_cv, "localisation-cv": _cmd_localisation_cv,
-             "context-cv": _cmd_context_cv,
+             "context-cv": _cmd_context_cv, "lesion-cv": _cmd_lesion_cv,
+             "lesion-crops": _cmd_lesion_crops,
              "export": _cmd_export, "ship": _cmd_ship}
 
 

@@ -14,7 +14,7 @@ from engine.errors import ModelConfigError
 from engine.explain.lsm import lsm_map, normalize_map, selected_boxes
 from engine.prediction import Prediction
 
-__all__ = ["COLORMAPS", "blend", "draw_boxes", "lsm_overlay_image", "overlay"]
+__all__ = ["COLORMAPS", "blend", "draw_boxes", "draw_outline", "lsm_overlay_image", "overlay"]
 
 COLORMAPS = {
     name.removeprefix("COLORMAP_").lower(): getattr(cv2, name) for name in dir(cv2) if name.startswith("COLORMAP_")
@@ -101,3 +101,21 @@ def lsm_overlay_image(
     layer = overlay(image, lsm_map(prediction, head=head), colormap, alpha)
     boxes = selected_boxes(prediction.selected.get(head, []), prediction.grid_size, (h, w))
     return draw_boxes(blend(image, layer), boxes, box_color)
+
+
+def draw_outline(
+    image: np.ndarray,
+    mask: np.ndarray,
+    color: tuple[int, int, int] = (0, 255, 0),
+    thickness: int | None = None,
+) -> np.ndarray:
+    """The outline of every region of a boolean ``mask`` (the photo's frame) drawn on a copy of ``image``;
+    ``thickness`` defaults to 0.4 % of the photo's longer side (at least 1 px)."""
+    _check_rgb(image)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"mask {mask.shape} is not of the photo's frame {image.shape[:2]}")
+    width = thickness if thickness is not None else max(1, round(0.004 * max(image.shape[:2])))
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = np.ascontiguousarray(image.copy())
+    cv2.drawContours(out, contours, -1, color, width, lineType=cv2.LINE_AA)
+    return out
