@@ -38,6 +38,7 @@ __all__ = [
     "default_finder_path",
     "find_components",
     "lesion_crop",
+    "lesion_crop_rect",
 ]
 
 META_KEY = "dermviewer.lesion_finder"
@@ -106,16 +107,21 @@ def find_components(probability: npt.ArrayLike, threshold: float = 0.5, min_area
     return out
 
 
-def lesion_crop(image: npt.NDArray[np.uint8], box: Box, margin: float = DEFAULT_MARGIN) -> npt.NDArray[np.uint8]:
-    """The square around ``box`` grown by ``margin`` of its longer side on each side, clipped to the photo
-    (a lesion at the edge gets a crop shifted inwards, still square where the photo allows)."""
-    h, w = image.shape[:2]
+def lesion_crop_rect(shape: tuple[int, ...], box: Box, margin: float = DEFAULT_MARGIN) -> tuple[int, int, int]:
+    """``(left, top, side)`` of the square around ``box`` grown by ``margin`` of its longer side on each side,
+    clipped to a frame of ``shape`` (a lesion at the edge gets a square shifted inwards where the frame allows)."""
+    h, w = int(shape[0]), int(shape[1])
     x0, y0, x1, y1 = box
-    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
-    side = round(min(max(side, 8), h, w))
+    side = round(min(max(max(x1 - x0, y1 - y0) * (1 + 2 * margin), 8), h, w))
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     left = round(min(max(cx - side / 2, 0), w - side))
     top = round(min(max(cy - side / 2, 0), h - side))
+    return int(left), int(top), int(side)
+
+
+def lesion_crop(image: npt.NDArray[np.uint8], box: Box, margin: float = DEFAULT_MARGIN) -> npt.NDArray[np.uint8]:
+    """The photo cut to :func:`lesion_crop_rect`: what the classifier sees when it is zoomed onto a lesion."""
+    left, top, side = lesion_crop_rect(image.shape, box, margin)
     return np.ascontiguousarray(image[top:top + side, left:left + side])
 
 

@@ -152,17 +152,18 @@ class ImageCanvas(QGraphicsView):
                 item = QGraphicsPixmapItem(to_qpixmap(rgba), self.clip)
                 item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
                 item.setTransform(QTransform.fromScale(w / rgba.shape[1], h / rgba.shape[0]))
-                item.setOpacity(settings.opacity)
+                item.setOpacity(settings.opacity_of(layer.kind))
                 item.setZValue(z)
                 item.setData(0, layer.kind.value)
                 self._overlay_items.append(item)
             for x, y, bw, bh in layer.boxes:
                 box = QGraphicsRectItem(x, y, bw, bh, self.clip)
-                pen = QPen(BOX_COLOUR, 2)
+                pen = QPen(QColor(layer.colour) if layer.colour else BOX_COLOUR, 2)
                 pen.setCosmetic(True)
                 box.setPen(pen)
                 box.setZValue(100)
-                box.setData(0, OverlayKind.TOKENS.value)
+                lesion = layer.kind is OverlayKind.LESION
+                box.setData(0, (OverlayKind.LESION if lesion else OverlayKind.TOKENS).value)
                 self._overlay_items.append(box)
         self._apply_split(settings)
 

@@ -114,6 +114,9 @@ class Controller(QObject):
     def request_whatif(self, params: WhatIfParams, immediate: bool = False) -> None:
         self.coordinator.request_whatif(params, immediate)
 
+    def choose_lesion(self, index: int | None) -> None:
+        self.coordinator.choose_lesion(index)
+
     def request_gradcam(self, head: str, index: int) -> None:
         self.coordinator.request_gradcam(head, index)
 

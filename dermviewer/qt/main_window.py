@@ -58,6 +58,7 @@ class MainWindow(QMainWindow):
         self.controller = Controller(state, self)
         self.canvas = ImageCanvas()
         self.overlay_bar = OverlayBar(state)
+        self.overlay_bar.lesion_chosen.connect(self.controller.choose_lesion)
         self.case_list = CaseListWidget(state.cases)
         self.findings = FindingsPanel(state.settings.top_k)
         self.whatif_panel = WhatIfPanel()

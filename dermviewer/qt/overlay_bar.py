@@ -7,10 +7,12 @@ blocking its own signals while doing so (napari's habit) so nothing echoes. The 
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QWidget
 
 from dermviewer.state.app_state import AppState
+from dermviewer.state.lesions import LESION_COLOURS
 from dermviewer.state.overlays import COLORMAP_CHOICES, LSM_HEADS
 
 __all__ = ["GRADCAM_LOADING", "OverlayBar"]
@@ -27,7 +29,18 @@ def _slider(lo: int, hi: int, value: int, width: int = 90) -> QSlider:
     return s
 
 
+WHOLE_PHOTO = "Whole photo"
+
+
+def _swatch(colour: str) -> QIcon:
+    pm = QPixmap(12, 12)
+    pm.fill(QColor(colour))
+    return QIcon(pm)
+
+
 class OverlayBar(QWidget):
+    lesion_chosen = Signal(object)  # int (found lesion) or None (whole photo): what the differential is about
+
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
@@ -47,7 +60,28 @@ class OverlayBar(QWidget):
         self.opacity.setObjectName("opacity")
         self.colormap = QComboBox()
         self.colormap.addItems(list(COLORMAP_CHOICES))
+        self.lesion = QCheckBox("Lesion outline")
+        self.lesion.setObjectName("lesion_outline")
+        self.lesion.setToolTip("The lesion finder's outline and box of each lesion it found")
+        self.lesion_colour = QComboBox()
+        self.lesion_colour.setObjectName("lesion_colour")
+        for c in LESION_COLOURS:
+            self.lesion_colour.addItem(_swatch(c), "", c)
+        self.lesion_colour.setToolTip("Outline colour")
+        self.lesion_opacity = _slider(0, 100, 90, 60)
+        self.lesion_opacity.setObjectName("lesion_opacity")
+        self.lesion_opacity.setToolTip("Outline opacity")
+        self.lesion_choice = QComboBox()
+        self.lesion_choice.setObjectName("lesion_choice")
+        self.lesion_choice.setToolTip("What the differential is about: the whole photo, or the crop around one "
+                                      "found lesion (the classifier zoomed onto it)")
+        self.lesion_status = QLabel("")
+        self.lesion_status.setObjectName("lesion_status")
         for w in (self.lsm, self.head, self.tokens, self.gradcam, self.split, self.split_pos):
+            lay.addWidget(w)
+        lay.addSpacing(12)
+        for w in (self.lesion, self.lesion_colour, self.lesion_opacity, QLabel("Differential of"),
+                  self.lesion_choice, self.lesion_status):
             lay.addWidget(w)
         lay.addSpacing(12)
         lay.addWidget(QLabel("Opacity"))
@@ -63,14 +97,20 @@ class OverlayBar(QWidget):
         self.opacity.valueChanged.connect(lambda v: self.state.set_overlay(opacity=v / 100))
         self.colormap.currentTextChanged.connect(lambda v: self.state.set_overlay(colormap=v))
         self.head.currentTextChanged.connect(lambda v: self.state.set_overlay(lsm_head=v))
+        self.lesion.toggled.connect(lambda v: self.state.set_overlay(lesion=v))
+        self.lesion_colour.currentIndexChanged.connect(
+            lambda i: self.state.set_overlay(lesion_colour=self.lesion_colour.itemData(i)))
+        self.lesion_opacity.valueChanged.connect(lambda v: self.state.set_overlay(lesion_opacity=v / 100))
+        self.lesion_choice.activated.connect(lambda i: self.lesion_chosen.emit(self.lesion_choice.itemData(i)))
         state.overlays_changed.connect(self.sync)
+        state.view_changed.connect(self.sync)
         state.model.explainer_changed.connect(self.sync)
         self.sync()
 
     def sync(self) -> None:
         o = self.state.overlays
         widgets = (self.lsm, self.tokens, self.gradcam, self.split, self.split_pos, self.opacity, self.colormap,
-                   self.head)
+                   self.head, self.lesion, self.lesion_colour, self.lesion_opacity, self.lesion_choice)
         for w in widgets:
             w.blockSignals(True)
         try:
@@ -94,6 +134,32 @@ class OverlayBar(QWidget):
             self.opacity.setValue(round(o.opacity * 100))
             self.colormap.setCurrentText(o.colormap)
             self.head.setCurrentText(o.lsm_head)
+            self._sync_lesions()
         finally:
             for w in widgets:
                 w.blockSignals(False)
+
+    def _sync_lesions(self) -> None:
+        o, view = self.state.overlays, self.state.view
+        self.lesion.setChecked(o.lesion)
+        self.lesion_colour.setCurrentIndex(max(0, self.lesion_colour.findData(o.lesion_colour)))
+        self.lesion_opacity.setValue(round(o.lesion_opacity * 100))
+        self.lesion_choice.clear()
+        self.lesion_choice.addItem(WHOLE_PHOTO, None)
+        found = None if view is None else view.lesions
+        for k, les in enumerate(found.lesions if found is not None else []):
+            self.lesion_choice.addItem(f"Lesion {k + 1} ({100 * les.area_fraction:.0f} %)", k)
+        index = None if view is None else view.lesion_index
+        self.lesion_choice.setCurrentIndex(0 if index is None else index + 1)
+        self.lesion_choice.setEnabled(found is not None and found.found)
+        for w in (self.lesion, self.lesion_colour, self.lesion_opacity):
+            w.setEnabled(found is not None)
+        if view is None:
+            self.lesion_status.setText("")
+        elif found is None:
+            reason = self.state.lesions.error or "lesion finder off"
+            self.lesion_status.setText("no lesion finder")
+            self.lesion_status.setToolTip(reason)
+        else:
+            self.lesion_status.setText(found.summary())
+            self.lesion_status.setToolTip("")

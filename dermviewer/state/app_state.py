@@ -13,6 +13,7 @@ from pathlib import Path
 from dermviewer.state.cases import CaseList
 from dermviewer.state.events import Signal
 from dermviewer.state.jobs import CaseView, WhatIfView
+from dermviewer.state.lesions import LesionHost
 from dermviewer.state.model import ModelHost
 from dermviewer.state.overlays import OverlayKind, OverlayLayer, OverlaySettings
 from dermviewer.state.settings import Settings
@@ -46,6 +47,7 @@ class AppState:
         self.mode = Mode.REVIEW
         self.cases = CaseList()
         self.model = ModelHost()
+        self.lesions = LesionHost()
         self.overlays = OverlaySettings(opacity=self.settings.overlay_opacity, colormap=self.settings.colormap)
         self.whatif_params = WhatIfParams()
         self.view: CaseView | None = None
@@ -75,6 +77,9 @@ class AppState:
         layers = list(src.get(self.overlays.lsm_head, []))
         if self.gradcam is not None:
             layers.append(self.gradcam)
+        outline = None if self.view is None else self.view.lesion_layer(self.overlays.lesion_colour)
+        if outline is not None:  # the what-if photo is the same frame: the outline stays on it
+            layers.append(outline)
         return layers
 
     def comparison(self) -> WhatIfComparison | None:

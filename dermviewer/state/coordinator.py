@@ -65,6 +65,7 @@ from dermviewer.state.jobs import (
     CaseView,
     FolderItem,
     WhatIfView,
+    analyze_lesion,
     analyze_photo,
     predict_many,
     predict_whatif,
@@ -242,9 +243,10 @@ class Coordinator:
         self._cam_ticket.invalidate()
         self._cam_pending = None
         host, prepare, reuse = self.state.model, self.prepare_image, case.prediction
+        lesion_host = self.state.lesions
 
         def job() -> tuple[CaseView, Any, np.ndarray]:
-            view = analyze_photo(host, case.path, reuse)
+            view = analyze_photo(host, case.path, reuse, lesion_host)
             return view, prepare(view.image) if prepare else None, thumbnail(view.image)
 
         def done(result: tuple[CaseView, Any, np.ndarray]) -> None:
@@ -271,6 +273,45 @@ class Coordinator:
             self._error(exc)
 
         self.run(job, Lane.INTERACTIVE, done, failed)
+
+    def choose_lesion(self, index: int | None) -> None:
+        """Make the differential about found lesion ``index`` (the classifier on the crop around it), or about
+        the whole photo again (``None``). A lesion view is a view of its own: overlays, Grad-CAM, what-if and
+        sweep follow it; going back shows the whole photo's view as it was."""
+        view = self.state.view
+        if view is None:
+            return
+        whole = view.whole or view
+        if index is None:
+            if view.whole is not None:
+                self._show_derived(whole)
+            return
+        if index == view.lesion_index:
+            return
+        ticket = self._case_ticket.next()
+        self._whatif_ticket.invalidate()
+        self._cam_ticket.invalidate()
+        host, prepare = self.state.model, self.prepare_image
+
+        def job() -> tuple[CaseView, Any]:
+            lesion_view = analyze_lesion(host, whole, index)
+            return lesion_view, prepare(lesion_view.image) if prepare else None
+
+        def done(result: tuple[CaseView, Any]) -> None:
+            if self._case_ticket.is_current(ticket):
+                self._show_derived(*result)
+
+        self.run(job, Lane.INTERACTIVE, done, self._error)
+
+    def _show_derived(self, view: CaseView, prepared: Any = None) -> None:
+        self.cancel_sweep()
+        self._case_ticket.next()  # a lesion crop still running for the view left behind is not shown
+        self.prepared = prepared if prepared is not None or self.prepare_image is None else self.prepare_image(
+            view.image)
+        self.state.set_view(view)
+        self.case_shown.emit(view)
+        if not self.state.whatif_params.is_identity():
+            self.request_whatif(self.state.whatif_params, immediate=True)
 
     # -- what-if -----------------------------------------------------------------------------------
     def request_whatif(self, params: WhatIfParams, immediate: bool = False) -> None:

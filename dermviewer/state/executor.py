@@ -207,8 +207,9 @@ class ThreadBudget:
 
         import cv2
 
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(self.torch_threads)
+        set_threads = getattr(sys.modules.get("torch"), "set_num_threads", None)
+        if set_threads is not None:  # None too while another thread is still importing torch: it applies them
+            set_threads(self.torch_threads)
         cv2.setNumThreads(self.cv2_threads)
 
 

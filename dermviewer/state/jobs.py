@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from dermviewer.state.lesions import LesionHost, lesion_layer
 from dermviewer.state.metadata import photo_metadata
 from dermviewer.state.model import ModelHost
 from dermviewer.state.overlays import LSM_HEADS, OverlayLayer, lsm_map, token_boxes
@@ -16,10 +18,11 @@ from dermviewer.state.whatif import WhatIfParams
 from engine.context import ClinicalContext
 from engine.errors import DermViewerError
 from engine.imageio import DISPLAY_MAX_SIDE, load_image
+from engine.lesions import LesionMap, lesion_crop_rect
 from engine.prediction import Prediction
 
-__all__ = ["CaseView", "FolderItem", "WhatIfView", "analyze_photo", "layers_for", "predict_many", "predict_whatif",
-           "predict_with_context", "thumbnail"]
+__all__ = ["CaseView", "FolderItem", "WhatIfView", "analyze_lesion", "analyze_photo", "layers_for", "predict_many",
+           "predict_whatif", "predict_with_context", "thumbnail"]
 
 THUMB = 96
 
@@ -49,14 +52,30 @@ class CaseView:
     prediction: Prediction
     layers: dict[str, list[OverlayLayer]] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    lesions: LesionMap | None = None  # the lesion finder's answer for the whole photo (None: finder off)
+    lesion_index: int | None = None  # a lesion view: the differential is of the crop around this lesion
+    crop_rect: tuple[int, int, int] | None = None  # (left, top, side) of that crop in the whole photo
+    whole: CaseView | None = None  # the whole-photo view a lesion view was cut from
+    outline_cache: tuple[Any, OverlayLayer | None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def image_size(self) -> tuple[int, int]:
         return int(self.image.shape[0]), int(self.image.shape[1])
 
+    def lesion_layer(self, colour: str) -> OverlayLayer | None:
+        if self.lesions is None:
+            return None
+        key = (colour, self.image_size)
+        if self.outline_cache is None or self.outline_cache[0] != key:
+            self.outline_cache = (key, lesion_layer(self.lesions, self.image_size, colour, self.crop_rect,
+                                                    self.lesion_index))
+        return self.outline_cache[1]
 
-def analyze_photo(host: ModelHost, path: Path, prediction: Prediction | None = None) -> CaseView:
-    """Load, predict (unless a prediction from a folder run is reused) and build the overlay layers.
+
+def analyze_photo(host: ModelHost, path: Path, prediction: Prediction | None = None,
+                  lesion_host: LesionHost | None = None) -> CaseView:
+    """Load, predict (unless a prediction from a folder run is reused), find the lesions and build the overlay
+    layers.
 
     A large JPEG is decoded at the size the screen and the model need (``DISPLAY_MAX_SIDE``, DCT scaling);
     folder runs decode the same way, so a reused prediction is the one this photo would get."""
@@ -65,7 +84,22 @@ def analyze_photo(host: ModelHost, path: Path, prediction: Prediction | None = N
         prediction = host.predictor.predict(image)
     view = CaseView(Path(path), image, prediction, metadata=photo_metadata(path))
     view.layers = layers_for(prediction, view.image_size)
+    if lesion_host is not None:
+        view.lesions = lesion_host.find(image)
     return view
+
+
+def analyze_lesion(host: ModelHost, whole: CaseView, index: int) -> CaseView:
+    """The differential of the crop around lesion ``index`` of a whole-photo view (the classifier zoomed onto
+    it): a view of its own, so the overlays, Grad-CAM, what-if and sweep all work on the crop."""
+    if whole.lesions is None or not 0 <= index < len(whole.lesions.lesions):
+        raise IndexError(f"no lesion {index + 1} on {whole.path.name}")
+    rect = lesion_crop_rect(whole.image.shape, whole.lesions.lesions[index].box)
+    left, top, side = rect
+    crop = np.ascontiguousarray(whole.image[top:top + side, left:left + side])
+    prediction = host.predictor.predict(crop)
+    return CaseView(whole.path, crop, prediction, layers_for(prediction, (side, side)), whole.metadata,
+                    whole.lesions, index, rect, whole)
 
 
 @dataclass

@@ -32,7 +32,9 @@ __all__ = [
     "OverlaySettings",
     "colorize",
     "gradcam_map",
+    "hex_rgb",
     "lsm_map",
+    "solid",
     "token_boxes",
 ]
 
@@ -46,6 +48,7 @@ class OverlayKind(Enum):
     LSM = "lsm"
     TOKENS = "tokens"
     GRADCAM = "gradcam"
+    LESION = "lesion"
 
 
 @dataclass
@@ -60,9 +63,15 @@ class OverlaySettings:
     lsm_head: str = "disease"
     opacity: float = 0.5
     colormap: str = "jet"
+    lesion: bool = True  # the lesion finder's outlines and boxes
+    lesion_colour: str = "#00ff00"
+    lesion_opacity: float = 0.9
 
     def enabled(self, kind: OverlayKind) -> bool:
         return bool(getattr(self, kind.value))
+
+    def opacity_of(self, kind: OverlayKind) -> float:
+        return self.lesion_opacity if kind is OverlayKind.LESION else self.opacity
 
 
 @dataclass(frozen=True)
@@ -76,9 +85,14 @@ class OverlayLayer:
     values: np.ndarray | None = None
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     label: str = ""
+    colour: str | None = None  # "#rrggbb": values are drawn in this one colour (outlines), not colour-mapped
 
     def rgba(self, image_size: tuple[int, int], colormap: str) -> np.ndarray | None:
-        return None if self.values is None else colorize(self.values, image_size, colormap)
+        if self.values is None:
+            return None
+        if self.colour is not None:
+            return solid(self.values, image_size, self.colour)
+        return colorize(self.values, image_size, colormap)
 
 
 def _display_size(image_size: tuple[int, int]) -> tuple[int, int]:
@@ -101,6 +115,27 @@ def colorize(map_float: np.ndarray, image_size: tuple[int, int], colormap: str =
     u8 = cv2.resize(cv2.convertScaleAbs(_normalize(m), alpha=255.0), (w, h), interpolation=cv2.INTER_LINEAR)
     layer = cv2.cvtColor(cv2.applyColorMap(u8, COLORMAPS[colormap]), cv2.COLOR_BGR2RGBA)
     layer[..., 3] = u8
+    return layer
+
+
+def hex_rgb(colour: str) -> tuple[int, int, int]:
+    text = colour.strip().lstrip("#")
+    if len(text) != 6 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise ValueError(f"not a #rrggbb colour: {colour!r}")
+    return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16)
+
+
+def solid(values: np.ndarray, image_size: tuple[int, int], colour: str) -> np.ndarray:
+    """A [0, 1] map -> (h, w, 4) RGBA at display resolution in one colour, alpha = the value (outlines)."""
+    h, w = _display_size(image_size)
+    m = np.clip(np.nan_to_num(np.asarray(values, np.float32)), 0.0, 1.0)
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f"expected a 2-D map, got shape {m.shape}")
+    if m.shape != (h, w):
+        m = np.asarray(cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST), np.float32)
+    layer = np.zeros((h, w, 4), np.uint8)
+    layer[..., :3] = hex_rgb(colour)
+    layer[..., 3] = np.round(m * 255).astype(np.uint8)
     return layer
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from dermviewer.state.app_state import AppState
 from dermviewer.state.model import ModelInfo
-from dermviewer.state.overlays import OverlayLayer, OverlaySettings
+from dermviewer.state.overlays import OverlayLayer, OverlaySettings, hex_rgb
 from dermviewer.state.whatif import WhatIfComparison, WhatIfParams
 from engine.errors import DermViewerError
 from engine.prediction import LabelScore, Prediction
@@ -48,7 +48,7 @@ def compose_overlays(rgb: np.ndarray, layers: list[OverlayLayer], settings: Over
         rgba = layer.rgba((rgb.shape[0], rgb.shape[1]), settings.colormap)
         if rgba is not None:
             heat = cv2.resize(rgba, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-            a = heat[..., 3:] / 255.0 * settings.opacity
+            a = heat[..., 3:] / 255.0 * settings.opacity_of(layer.kind)
             base = base * (1 - a) + heat[..., :3] * a
     out = np.clip(base + 0.5, 0, 255).astype(np.uint8)
     for layer in layers:
@@ -56,7 +56,8 @@ def compose_overlays(rgb: np.ndarray, layers: list[OverlayLayer], settings: Over
             for x, y, bw, bh in layer.boxes:
                 p0 = (round(x * sx), round(y * sy))
                 p1 = (round((x + bw) * sx) - 1, round((y + bh) * sy) - 1)
-                cv2.rectangle(out, p0, p1, (0, 255, 255), max(1, round(2 * max(w, h) / 600)))
+                colour = hex_rgb(layer.colour) if layer.colour else (0, 255, 255)
+                cv2.rectangle(out, p0, p1, colour, max(1, round(2 * max(w, h) / 600)))
     return out
 
 
