@@ -36,6 +36,7 @@ __all__ = [
     "LesionFinderError",
     "LesionMap",
     "default_finder_path",
+    "fill_holes",
     "find_components",
     "lesion_crop",
     "lesion_crop_rect",
@@ -88,10 +89,25 @@ class LesionMap:
         return f"{n} lesion{'s' if n > 1 else ''} found (the largest covers {largest:.1f} % of the photo)"
 
 
-def find_components(probability: npt.ArrayLike, threshold: float = 0.5, min_area: float = 0.002) -> list[Lesion]:
-    """Every 8-connected region of ``probability > threshold`` covering at least ``min_area`` of the frame."""
+def fill_holes(binary: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Background pixels not reachable from the frame's border become foreground: a lesion is one solid region
+    (a pale centre, a glint or a hair across it is not a hole in it)."""
+    h, w = binary.shape
+    padded = np.zeros((h + 2, w + 2), np.uint8)
+    padded[1:-1, 1:-1] = binary
+    flood = padded.copy()
+    cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
+    return np.asarray(binary | (flood[1:-1, 1:-1] == 0), np.uint8)
+
+
+def find_components(probability: npt.ArrayLike, threshold: float = 0.5, min_area: float = 0.002,
+                    fill: bool = True) -> list[Lesion]:
+    """Every 8-connected region of ``probability > threshold`` covering at least ``min_area`` of the frame;
+    with ``fill``, the holes inside a region are filled first (:func:`fill_holes`)."""
     prob = np.asarray(probability, np.float32)
     binary = (prob > threshold).astype(np.uint8)
+    if fill:
+        binary = fill_holes(binary)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     total = float(prob.size)
     out = []
@@ -102,7 +118,7 @@ def find_components(probability: npt.ArrayLike, threshold: float = 0.5, min_area
         region = labels == k
         box = mask_box(region)
         assert box is not None
-        out.append(Lesion(box, area / total, float(prob[region].mean()), region))
+        out.append(Lesion(box, area / total, float(prob[region].mean()), region))  # holes count in the score
     out.sort(key=lambda les: les.area_fraction, reverse=True)
     return out
 
@@ -161,6 +177,8 @@ class LesionFinder:
             self.std = np.asarray(meta["std"], np.float32).reshape(3, 1, 1)
             self.threshold = float(meta.get("threshold", 0.5))
             self.min_area = float(meta.get("min_area", 0.002))
+            self.tta = bool(meta.get("tta", False))
+            self.fill_holes = bool(meta.get("fill_holes", False))
         except (ValueError, KeyError, TypeError) as exc:
             raise LesionFinderError(f"its {META_KEY!r} metadata is malformed: {exc}", self.path) from exc
         self.meta: dict[str, Any] = meta
@@ -174,11 +192,18 @@ class LesionFinder:
         return np.ascontiguousarray(x[None], np.float32)
 
     def probability(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """Lesion probability at the network's input size (``size`` × ``size``)."""
-        out = self.session.run(None, {self.input_name: self.preprocess(image)})[0]
-        return np.asarray(out, np.float32).reshape(self.size, self.size)
+        """Lesion probability at the network's input size (``size`` × ``size``); with the file's ``tta`` flag,
+        the mean over the photo and its mirror image (one batch of two)."""
+        x = self.preprocess(image)
+        if not self.tta:
+            out = self.session.run(None, {self.input_name: x})[0]
+            return np.asarray(out, np.float32).reshape(self.size, self.size)
+        out = self.session.run(None, {self.input_name: np.concatenate([x, x[..., ::-1]])})[0]
+        out = np.asarray(out, np.float32).reshape(2, self.size, self.size)
+        return np.asarray((out[0] + out[1, :, ::-1]) / 2, np.float32)
 
     def find(self, image: npt.NDArray[np.uint8]) -> LesionMap:
         h, w = image.shape[:2]
         prob = np.asarray(cv2.resize(self.probability(image), (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
-        return LesionMap(prob, find_components(prob, self.threshold, self.min_area), self.threshold)
+        return LesionMap(prob, find_components(prob, self.threshold, self.min_area, fill=self.fill_holes),
+                         self.threshold)

@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--limit", type=int, default=None, help="only the first N masked photos (smoke runs)")
     p.add_argument("--no-final-fit", action="store_true", help="CV only: no model on every photo, no ONNX file")
+    p.add_argument("--no-tta", action="store_true", help="score without the mirror-image average")
+    p.add_argument("--keep-holes", action="store_true", help="do not fill holes inside found regions")
+    p.add_argument("--rescore", type=Path, default=None, metavar="RUN",
+                   help="no training: score RUN's fold models again (with --no-tta / --keep-holes as given) into "
+                        "--out, and export RUN's final model again")
 
     p = sub.add_parser("lesion-crops", help="lesion-centred copies of a data set from a `lesion-cv` run's "
                                             "out-of-fold boxes, with their manifest and spec (for `cv --set`)")
@@ -131,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/lesion_crops"), help="output folder")
     p.add_argument("--margin", type=float, default=None, help="margin around the box (default: the app's)")
     p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
+
+    p = sub.add_parser("lesion-crop-compare", help="whole photo vs lesion crop vs both: disease macro-F1 and BMA "
+                                                   "per fold from two `cv` runs on the same folds")
+    p.add_argument("whole_oof", type=Path, help="the whole-photo run's oof_predictions.h5 (or a shipped .oof.h5)")
+    p.add_argument("crop_run", type=Path, help="the `cv` run on the lesion crops")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: CROP_RUN/crop_compare)")
+    p.add_argument("--lesion-run", type=Path, default=None, help="the `lesion-cv` run (for --originals)")
+    p.add_argument("--originals", type=Path, default=None, metavar="DIR",
+                   help="full-resolution originals folder with originals.csv (PAD-UFES-20: originals/)")
 
     p = sub.add_parser("export", help="bundle (+ ONNX) from a training checkpoint, or ONNX from a bundle")
     _common(p, config_required=False)
@@ -338,9 +352,16 @@ def _cmd_localisation_cv(args: argparse.Namespace) -> int:
 def _cmd_lesion_cv(args: argparse.Namespace) -> int:
     from training.lesion_seg import SegConfig, run_lesion_cv
 
+    if args.rescore is not None:
+        from training.lesion_seg import rescore_lesion_cv
+
+        out = rescore_lesion_cv(args.rescore, args.spec, args.masks, args.out, tta=not args.no_tta,
+                                fill_holes=not args.keep_holes, root=args.data_root, log=_log)
+        print(f"lesion finder CV (rescored): {out / 'lesion_cv.json'}")
+        return 0
     cfg = SegConfig(variant=args.variant, size=args.size, epochs=args.epochs, batch_size=args.batch_size,
                     lr=args.lr, folds=args.folds, seed=args.seed, threads=args.threads, limit=args.limit,
-                    final_fit=not args.no_final_fit)
+                    final_fit=not args.no_final_fit, tta=not args.no_tta, fill_holes=not args.keep_holes)
     out = run_lesion_cv(cfg, args.spec, args.masks, args.out, root=args.data_root, log=_log)
     print(f"lesion finder CV: {out / 'lesion_cv.json'}")
     return 0
@@ -354,6 +375,15 @@ def _cmd_lesion_crops(args: argparse.Namespace) -> int:
                               margin=DEFAULT_MARGIN if args.margin is None else args.margin, root=args.data_root,
                               log=_log)
     print(f"lesion crops: {spec}  (train on them: dermviewer-train cv CONFIG --set data.spec={spec})")
+    return 0
+
+
+def _cmd_lesion_crop_compare(args: argparse.Namespace) -> int:
+    from training.crop_compare import compare_crops
+
+    out = compare_crops(args.whole_oof, args.crop_run, args.out or args.crop_run / "crop_compare",
+                        lesion_run=args.lesion_run, originals=args.originals, log=_log)
+    print(f"crop comparison: {out / 'crop_compare.md'}")
     return 0
 
 
@@ -392,7 +422,7 @@ _COMMANDS = {"pack": _cmd_pack, "train": _cmd_train, "cv": _cmd_cv, "lr-find": _
              "distill": _cmd_distill, "evaluate": _cmd_evaluate, "robustness": _cmd_robustness,
              "robustness-cv": _cmd_robustness_cv, "localisation-cv": _cmd_localisation_cv,
              "context-cv": _cmd_context_cv, "lesion-cv": _cmd_lesion_cv,
-             "lesion-crops": _cmd_lesion_crops,
+             "lesion-crops": _cmd_lesion_crops, "lesion-crop-compare": _cmd_lesion_crop_compare,
              "export": _cmd_export, "ship": _cmd_ship}
 
 

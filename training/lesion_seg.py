@@ -46,8 +46,8 @@ from training.data.manifest import read_manifest
 from training.data.spec import load_spec
 from training.data.splits import make_folds
 
-__all__ = ["SEG_METRICS", "SegConfig", "SegData", "export_finder", "load_seg_data", "run_lesion_cv",
-           "score_photos", "train_segnet"]
+__all__ = ["SEG_METRICS", "SegConfig", "SegData", "export_finder", "load_seg_data", "rescore_lesion_cv",
+           "run_lesion_cv", "score_photos", "train_segnet"]
 
 Log = Callable[[str], Any]
 SEG_METRICS = ("dice", "iou", "boundary_f", "box_iou")
@@ -67,6 +67,8 @@ class SegConfig:
     crop_scale: tuple[float, float] = (0.5, 1.0)
     threshold: float = 0.5
     min_area: float = 0.002
+    tta: bool = True  # the photo and its mirror image, probabilities averaged (as the classifier runs)
+    fill_holes: bool = True  # a lesion is one solid region
     folds: int = 5
     seed: int = 0  # the classifier's cv.seed: the same folds
     final_fit: bool = True
@@ -200,9 +202,12 @@ def train_segnet(cfg: SegConfig, data: SegData, rows: Sequence[int], seed: int =
 
 
 @torch.no_grad()
-def _probability(model: LesionSegNet, rgb: np.ndarray, size: int) -> np.ndarray:
+def _probability(model: LesionSegNet, rgb: np.ndarray, size: int, tta: bool = False) -> np.ndarray:
     x = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)[None].astype(np.float32)
-    return torch.sigmoid(model(_to_input(x)))[0, 0].numpy()
+    if not tta:
+        return torch.sigmoid(model(_to_input(x)))[0, 0].numpy()
+    p = torch.sigmoid(model(_to_input(np.concatenate([x, x[:, :, ::-1]]))))[:, 0].numpy()
+    return (p[0] + p[1, :, ::-1]) / 2  # as engine.lesions.LesionFinder.probability
 
 
 def score_photos(model: LesionSegNet, cfg: SegConfig, data: SegData, rows: Sequence[int],
@@ -215,8 +220,8 @@ def score_photos(model: LesionSegNet, cfg: SegConfig, data: SegData, rows: Seque
         rgb = load_image(data.paths[i])
         ref = source.load(data.paths[i], rgb.shape[:2]) if data.has_mask[i] else None
         h, w = rgb.shape[:2]
-        prob = cv2.resize(_probability(model, rgb, cfg.size), (w, h), interpolation=cv2.INTER_LINEAR)
-        lesions = find_components(prob, cfg.threshold, cfg.min_area)
+        prob = cv2.resize(_probability(model, rgb, cfg.size, cfg.tta), (w, h), interpolation=cv2.INTER_LINEAR)
+        lesions = find_components(prob, cfg.threshold, cfg.min_area, fill=cfg.fill_holes)
         pred = np.zeros((h, w), bool)
         for les in lesions:
             pred |= les.mask
@@ -251,17 +256,51 @@ def export_finder(model: LesionSegNet, cfg: SegConfig, path: Path, provenance: d
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
     torch.onnx.export(WithSigmoid(model.eval()), torch.zeros(1, 3, cfg.size, cfg.size), str(tmp),
-                      input_names=["image"], output_names=["lesion_probability"], opset_version=17, dynamo=False)
+                      input_names=["image"], output_names=["lesion_probability"], opset_version=17, dynamo=False,
+                      dynamic_axes={"image": {0: "batch"}, "lesion_probability": {0: "batch"}})
     proto = onnx.load(str(tmp))
     meta = {"size": cfg.size, "mean": list(SEG_MEAN), "std": list(SEG_STD), "threshold": cfg.threshold,
-            "min_area": cfg.min_area, "architecture": f"efficientnet_lite{cfg.variant}+fpn{cfg.width}",
-            **provenance}
+            "min_area": cfg.min_area, "tta": cfg.tta, "fill_holes": cfg.fill_holes,
+            "architecture": f"efficientnet_lite{cfg.variant}+fpn{cfg.width}", **provenance}
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(to_jsonable(meta))
     onnx.save(proto, str(path))
     tmp.unlink(missing_ok=True)
     LesionFinder(path)  # refuses a file the app could not use
     return path
+
+
+def _write_cv(out_dir: Path, cfg: SegConfig, masks_dir: str | Path, photos: list[dict[str, Any]],
+              fold_summaries: list[dict[str, float]], seconds: float) -> dict[str, Any]:
+    summary = summarize_folds([{k: s[k] for k in (*SEG_METRICS, "found_rate")} for s in fold_summaries])
+    with (out_dir / "lesion_cv.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "fold", "height", "width", *SEG_METRICS, "n_lesions"])
+        for r in photos:
+            w.writerow([r["id"], r["fold"], r["height"], r["width"],
+                        *(f"{r[k]:.4f}" if k in r else "" for k in SEG_METRICS), r["n_lesions"]])
+    (out_dir / "oof_lesions.json").write_text(json.dumps(
+        {r["id"]: {"fold": r["fold"], "size": [r["height"], r["width"]], "lesions": r["lesions"]} for r in photos},
+        indent=0), encoding="utf-8")
+    result = {"config": asdict(cfg), "masks": str(masks_dir), "folds": fold_summaries, "summary": summary,
+              "pooled": _summary([r for r in photos if "dice" in r]), "cv_seconds": seconds}
+    (out_dir / "lesion_cv.json").write_text(json.dumps(to_jsonable(result), indent=1), encoding="utf-8")
+    return result
+
+
+def _score_fold(model: LesionSegNet, cfg: SegConfig, data: SegData, test: Sequence[int], f: int,
+                log: Log) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    got = score_photos(model, cfg, data, test, desc=f"fold {f + 1}/{cfg.folds} test")
+    for r in got:
+        r["fold"] = f
+    summary = _summary([r for r in got if "dice" in r])
+    log(f"fold {f + 1}/{cfg.folds}: " + ", ".join(f"{k} {summary[k]:.3f}" for k in SEG_METRICS))
+    return got, summary
+
+
+def _test_rows(cfg: SegConfig, data: SegData, folds: Any, f: int) -> list[int]:
+    test = folds.test_indices(f)
+    return list(test) if cfg.limit is None else [i for i in test if data.has_mask[i]]
 
 
 def run_lesion_cv(cfg: SegConfig, spec_path: str | Path, masks_dir: str | Path, out: str | Path,
@@ -279,35 +318,58 @@ def run_lesion_cv(cfg: SegConfig, spec_path: str | Path, masks_dir: str | Path, 
     fold_summaries = []
     for f in range(cfg.folds):
         train = [i for i in folds.train_indices(f) if data.has_mask[i]]
-        test = list(folds.test_indices(f)) if cfg.limit is None else [
-            i for i in folds.test_indices(f) if data.has_mask[i]]
         model = train_segnet(cfg, data, train, seed=cfg.seed + f, desc=f"fold {f + 1}/{cfg.folds}", log=log)
         torch.save(model.state_dict(), out_dir / f"fold{f}.pt")
-        got = score_photos(model, cfg, data, test, desc=f"fold {f + 1}/{cfg.folds} test")
-        for r in got:
-            r["fold"] = f
+        got, summary = _score_fold(model, cfg, data, _test_rows(cfg, data, folds, f), f, log)
         photos += got
-        fold_summaries.append(_summary([r for r in got if "dice" in r]))
-        log(f"fold {f + 1}/{cfg.folds}: " + ", ".join(f"{k} {fold_summaries[-1][k]:.3f}" for k in SEG_METRICS))
-    summary = summarize_folds([{k: s[k] for k in (*SEG_METRICS, "found_rate")} for s in fold_summaries])
-    with (out_dir / "lesion_cv.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "fold", "height", "width", *SEG_METRICS, "n_lesions"])
-        for r in photos:
-            w.writerow([r["id"], r["fold"], r["height"], r["width"],
-                        *(f"{r[k]:.4f}" if k in r else "" for k in SEG_METRICS), r["n_lesions"]])
-    (out_dir / "oof_lesions.json").write_text(json.dumps(
-        {r["id"]: {"fold": r["fold"], "size": [r["height"], r["width"]], "lesions": r["lesions"]} for r in photos},
-        indent=0), encoding="utf-8")
-    result = {"config": asdict(cfg), "masks": str(masks_dir), "folds": fold_summaries, "summary": summary,
-              "pooled": _summary([r for r in photos if "dice" in r]), "cv_seconds": time.perf_counter() - t0}
-    (out_dir / "lesion_cv.json").write_text(json.dumps(to_jsonable(result), indent=1), encoding="utf-8")
+        fold_summaries.append(summary)
+    result = _write_cv(out_dir, cfg, masks_dir, photos, fold_summaries, time.perf_counter() - t0)
     if cfg.final_fit:
         rows = list(np.flatnonzero(data.has_mask))
         model = train_segnet(cfg, data, rows, seed=cfg.seed + 100, desc="final fit", log=log)
         torch.save(model.state_dict(), out_dir / "final.pt")
-        export_finder(model, cfg, out_dir / "lesion_finder.onnx",
-                      {"run": out_dir.name, "trained_on": f"{len(rows)} masked photos of {len(data.ids)}",
-                       "cv": {k: summary[k] for k in SEG_METRICS}})
+        _export_final(model, cfg, out_dir, result, len(rows), len(data.ids))
     log(f"lesion CV done in {time.perf_counter() - t0:.0f} s: {out_dir}")
+    return out_dir
+
+
+def _export_final(model: LesionSegNet, cfg: SegConfig, out_dir: Path, result: dict[str, Any], n_masked: int,
+                  n_photos: int) -> Path:
+    return export_finder(model, cfg, out_dir / "lesion_finder.onnx",
+                         {"run": out_dir.name, "trained_on": f"{n_masked} masked photos of {n_photos}",
+                          "cv": {k: result["summary"][k] for k in SEG_METRICS}})
+
+
+def rescore_lesion_cv(run: str | Path, spec_path: str | Path, masks_dir: str | Path, out: str | Path, *,
+                      tta: bool = True, fill_holes: bool = True, root: str | Path | None = None,
+                      log: Log = print) -> Path:
+    """A finished ``lesion-cv`` run's fold models scored again with other post-processing (no training), on the
+    run's own folds; the final model is exported again with that post-processing in its metadata."""
+    run, out_dir = Path(run), Path(out)
+    saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    cfg = SegConfig(**{k: (tuple(v) if k == "crop_scale" else v) for k, v in saved.items()
+                       if k in SegConfig.__dataclass_fields__})
+    cfg.tta, cfg.fill_holes = tta, fill_holes
+    torch.set_num_threads(max(1, cfg.threads))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(to_jsonable(asdict(cfg)), indent=1), encoding="utf-8")
+    data = load_seg_data(spec_path, masks_dir, root, limit=cfg.limit, log=log)
+    from training.data.splits import Folds
+
+    folds = Folds.load(run / "folds.json", data.ids, data.groups)
+    t0 = time.perf_counter()
+    photos: list[dict[str, Any]] = []
+    fold_summaries = []
+    for f in range(cfg.folds):
+        model = create_lesion_segnet(cfg.variant, cfg.width, pretrained=False)
+        model.load_state_dict(torch.load(run / f"fold{f}.pt", map_location="cpu", weights_only=True))
+        got, summary = _score_fold(model.eval(), cfg, data, _test_rows(cfg, data, folds, f), f, log)
+        photos += got
+        fold_summaries.append(summary)
+    result = _write_cv(out_dir, cfg, masks_dir, photos, fold_summaries, time.perf_counter() - t0)
+    result["rescored_from"] = str(run)
+    if (run / "final.pt").is_file():
+        model = create_lesion_segnet(cfg.variant, cfg.width, pretrained=False)
+        model.load_state_dict(torch.load(run / "final.pt", map_location="cpu", weights_only=True))
+        _export_final(model.eval(), cfg, out_dir, result, int(data.has_mask.sum()), len(data.ids))
     return out_dir
