@@ -309,7 +309,14 @@ def run_lesion_cv(cfg: SegConfig, spec_path: str | Path, masks_dir: str | Path, 
     cv2.setNumThreads(1)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(to_jsonable(asdict(cfg)), indent=1), encoding="utf-8")
+    saved = out_dir / "config.json"
+    config = json.loads(json.dumps(to_jsonable(asdict(cfg))))
+    if any(out_dir.glob("fold*.pt")) and saved.is_file():
+        before = json.loads(saved.read_text(encoding="utf-8"))
+        differ = sorted(k for k in set(before) | set(config) if k != "threads" and before.get(k) != config.get(k))
+        if differ:
+            raise ValueError(f"{out_dir} holds folds of another configuration ({', '.join(differ)}); use a new --out")
+    saved.write_text(json.dumps(config, indent=1), encoding="utf-8")
     data = load_seg_data(spec_path, masks_dir, root, limit=cfg.limit, log=log)
     folds = make_folds(data.labels, data.groups, data.ids, k=cfg.folds, seed=cfg.seed)
     folds.save(out_dir / "folds.json")
@@ -317,9 +324,18 @@ def run_lesion_cv(cfg: SegConfig, spec_path: str | Path, masks_dir: str | Path, 
     photos: list[dict[str, Any]] = []
     fold_summaries = []
     for f in range(cfg.folds):
-        train = [i for i in folds.train_indices(f) if data.has_mask[i]]
-        model = train_segnet(cfg, data, train, seed=cfg.seed + f, desc=f"fold {f + 1}/{cfg.folds}", log=log)
-        torch.save(model.state_dict(), out_dir / f"fold{f}.pt")
+        done = out_dir / f"fold{f}.pt"
+        if done.is_file():  # a run restarted in the same folder: a finished fold is scored, not trained again
+            model = create_lesion_segnet(cfg.variant, cfg.width, pretrained=False)
+            model.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
+            model.eval()
+            log(f"fold {f + 1}/{cfg.folds}: trained before ({done}), scoring it")
+        else:
+            train = [i for i in folds.train_indices(f) if data.has_mask[i]]
+            model = train_segnet(cfg, data, train, seed=cfg.seed + f, desc=f"fold {f + 1}/{cfg.folds}", log=log)
+            tmp = done.with_suffix(".tmp")
+            torch.save(model.state_dict(), tmp)
+            tmp.replace(done)  # whole or absent: a kill mid-save leaves no half fold behind
         got, summary = _score_fold(model, cfg, data, _test_rows(cfg, data, folds, f), f, log)
         photos += got
         fold_summaries.append(summary)
