@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import BundleError, DermViewerError
-from engine.models.config import ModelConfig
+from engine.models.config import BUILD_ERRORS, ModelConfig
 from engine.preprocess import PreprocessConfig
 from engine.taxonomy import Taxonomy
 
@@ -75,8 +75,11 @@ class Bundle:
             raise BundleError("only the header of this bundle was read; load it with load_bundle for its weights",
                               self.path)
         cfg = self.model_config.replace(pretrained=False, checkpoint_path=None)
-        with torch.device("meta"):
-            model = build_model(cfg)
+        try:
+            with torch.device("meta"):
+                model = build_model(cfg)
+        except BUILD_ERRORS as exc:
+            raise BundleError(f"the model config cannot be built: {exc!r:.300}", self.path) from exc
         state = {k: v.float() if v.is_floating_point() else v for k, v in self.state_dict.items()}
         try:
             model.load_state_dict(state, strict=True, assign=True)
@@ -198,7 +201,10 @@ def load_bundle(path: str | Path) -> Bundle:
     if version != SCHEMA_VERSION:
         raise BundleError(f"schema version {version!r} is not supported (this build reads {SCHEMA_VERSION})", path)
     expected = {k: v for k, v in raw_header.items() if k != "__metadata__"}
-    last = max((int(v["data_offsets"][1]) for v in expected.values()), default=0)
+    try:
+        last = max((int(v["data_offsets"][1]) for v in expected.values()), default=0)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise BundleError(f"the tensor table in the header is malformed ({exc!r})", path) from exc
     if last != len(data):
         raise BundleError(f"weights are {len(data)} bytes but the header says {last}: truncated or padded", path)
     if hashlib.sha256(data).hexdigest() != header.get("weights_sha256"):
@@ -227,10 +233,12 @@ def read_bundle_header(path: str | Path) -> Bundle:
     return bundle_from_header(_config_of(meta, path), {}, path)
 
 
-def _config_of(meta: dict[str, str], path: Path | None) -> dict[str, Any]:
+def _config_of(meta: Any, path: Path | None) -> dict[str, Any]:
     """The DermViewer config JSON stored in a safetensors file's ``__metadata__``."""
-    if _META_KEY not in meta:
+    if not isinstance(meta, dict) or _META_KEY not in meta:
         raise BundleError("safetensors file without a DermViewer config (not a bundle)", path)
+    if not isinstance(meta[_META_KEY], str):
+        raise BundleError("bundle config is not a JSON string", path)
     try:
         header = json.loads(meta[_META_KEY])
     except json.JSONDecodeError as exc:

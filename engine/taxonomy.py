@@ -89,7 +89,7 @@ class Taxonomy:
                     raise TaxonomyError(f"head {hname!r} repeats a class code", source)
                 heads[str(hname)] = HeadSpec(multi_label=bool(h.get("multi_label", False)), classes=classes)
             return cls(name=str(data["name"]), heads=heads, version=int(data.get("version", 1)))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # AttributeError: a list or str for a mapping
             raise TaxonomyError(f"malformed taxonomy ({exc!r})", source) from exc
 
 

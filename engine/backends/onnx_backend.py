@@ -34,6 +34,7 @@ from engine.backends.onnx_format import (
 from engine.bundle import Bundle
 from engine.bundle import bundle_from_header as _bundle_from_header
 from engine.errors import ExportError
+from engine.models.config import BUILD_ERRORS
 
 __all__ = ["OnnxBackend", "OnnxFile", "bundle_from_header", "read_onnx"]
 
@@ -109,7 +110,11 @@ def _check_signature(model: Any, bundle: Bundle, path: Path | None) -> list[str]
     want = [-1, 3, cfg.img_size, cfg.img_size]
     if dims != want or bundle.preprocess.img_size != cfg.img_size:
         raise ExportError(f"input shape {dims} does not match the embedded config ({want}, batch dynamic)", path)
-    expected = expected_outputs(cfg)
+    try:
+        expected = expected_outputs(cfg)
+    except BUILD_ERRORS as exc:
+        raise ExportError(f"the embedded config does not describe a model that can be built: {exc!r:.300}",
+                          path) from exc
     got = {o.name: o for o in model.graph.output}
     if set(got) != set(expected):
         raise ExportError(f"outputs {sorted(got)} do not match the embedded config's model {sorted(expected)}", path)

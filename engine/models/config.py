@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from engine.context import ContextEncoding, ContextError
 from engine.errors import ModelConfigError
 
-__all__ = ["FUSIONS", "HEADS_ORDER", "ModelConfig"]
+__all__ = ["BUILD_ERRORS", "FUSIONS", "HEADS_ORDER", "ModelConfig"]
 
 HEADS_ORDER = ("disease", "body_part", "attributes")
 FUSIONS = ("none", "concat", "cim")
+BUILD_ERRORS: tuple[type[Exception], ...] = (ArithmeticError, AssertionError, AttributeError, LookupError, RuntimeError,
+                                             TypeError, ValueError, ModelConfigError)
+"""What building modules from a well-typed but impossible config raises (``embed_dim`` not divisible by
+``num_heads``, an unknown timm name, ...): a loader reading the config from a file turns these into its typed error."""
 
 
 @dataclass(frozen=True)
@@ -102,11 +107,43 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        extra = set(data) - known
+        """A config read from a file (a bundle's or an ONNX file's header): every value is checked against
+        its field's type, and sizes against :data:`_MAX_SIZE`, so a foreign or hand-edited header fails here
+        with :class:`ModelConfigError` instead of as a ``TypeError`` (or a model of a billion layers) once
+        the model is built."""
+        known = {f.name: str(f.type) for f in fields(cls)}
+        extra = set(data) - set(known)
         if extra:
             raise ModelConfigError(f"unknown model config keys {sorted(extra)}")
+        for key, value in data.items():
+            check = _FIELD_CHECKS.get(known[key])
+            if check is not None and not check(value):
+                raise ModelConfigError(f"model config {key!r} must be {known[key]}, got {value!r:.80}")
+            limit = _MAX_SIZE.get(key)
+            if limit is not None and not 0 <= value <= limit:
+                raise ModelConfigError(f"model config {key!r} = {value} is outside 0..{limit}")
         data = dict(data)
         if "heads" in data:
             data["heads"] = tuple(data["heads"])
         return cls(**data)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_FIELD_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "str | None": lambda v: v is None or isinstance(v, str),
+    "int": _is_int,
+    "float": lambda v: (_is_int(v) or isinstance(v, float)) and math.isfinite(v),
+    "bool": lambda v: isinstance(v, bool),
+    "tuple[str, ...]": lambda v: isinstance(v, list | tuple) and all(isinstance(x, str) for x in v),
+    "dict[str, int]": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_int(n) and 0 < n <= 100_000
+                                                            for k, n in v.items()),
+}
+"""Annotation of a ModelConfig field -> whether a value read from JSON fits it."""
+
+_MAX_SIZE = {"img_size": 8192, "embed_dim": 16384, "depth": 256, "num_heads": 1024, "head_depth": 256,
+             "top_k": 65536, "stem_stages": 64}
+"""Bounds far above any real model, so a header cannot make building the model run for hours."""
