@@ -187,7 +187,7 @@ def read_manifest(spec: DatasetSpec, taxonomy: Taxonomy | None = None) -> Manife
         if col not in df.columns:
             problems.append(Problem(-1, col, "exclude_from_eval column missing; ignored"))
             continue
-        exclude |= np.array([_binary(_cell(v)) == 1.0 for v in df[col].tolist()])
+        exclude |= np.array([_binary(_cell(v)) == 1.0 for v in df[col].tolist()], dtype=bool)  # bool if no rows
     ids = [_cell(v) for v in df[spec.id_column].tolist()] if spec.id_column in df.columns else list(images)
     metadata = {}
     for col in spec.metadata:

@@ -113,6 +113,10 @@ def load_spec(path: str | Path, root: str | Path | None = None) -> DatasetSpec:
         data = yaml.safe_load(source.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", source) from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source) from exc
+    except OSError as exc:
+        raise SpecError(f"cannot read: {exc.strerror or exc}", source) from exc
     if not isinstance(data, dict):
         raise SpecError("spec must be a mapping", source)
     try:
@@ -135,4 +139,6 @@ def load_spec(path: str | Path, root: str | Path | None = None) -> DatasetSpec:
         )
     except KeyError as exc:
         raise SpecError(f"missing required key {exc.args[0]!r}", source) from exc
+    except (AttributeError, TypeError, ValueError) as exc:  # e.g. a number where a list or mapping belongs
+        raise SpecError(f"malformed spec ({exc})", source) from exc
     return spec
