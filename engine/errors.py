@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BundleError", "DermViewerError", "ExportError", "ImageLoadError", "ModelConfigError", "TaxonomyError"]
+__all__ = ["BundleError", "DermViewerError", "EvaluationCacheError", "ExportError", "ImageLoadError",
+           "ModelConfigError", "TaxonomyError"]
 
 
 class DermViewerError(Exception):
@@ -34,3 +35,7 @@ class TaxonomyError(DermViewerError):
 
 class ModelConfigError(DermViewerError):
     """A model was asked for with an impossible combination of options."""
+
+
+class EvaluationCacheError(DermViewerError):
+    """An evaluation cache file (or a shard of one) is unreadable or was written for another model."""

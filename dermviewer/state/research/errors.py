@@ -1,8 +1,12 @@
-"""Typed errors of the research mode; each names the file and a reason a researcher can act on."""
+"""Typed errors of the research mode; each names the file and a reason a researcher can act on.
+
+``CacheError`` is the engine's :class:`~engine.errors.EvaluationCacheError` (the cache format lives in
+:mod:`engine.eval_cache`)."""
 
 from __future__ import annotations
 
 from engine.errors import DermViewerError
+from engine.errors import EvaluationCacheError as CacheError
 
 __all__ = ["CacheError", "DatasetError", "MappingError"]
 
@@ -14,7 +18,3 @@ class DatasetError(DermViewerError):
 
 class MappingError(DermViewerError):
     """A taxonomy mapping file is malformed or maps onto a class the model does not have."""
-
-
-class CacheError(DermViewerError):
-    """An evaluation cache file is unreadable or was written for another model."""

@@ -4,16 +4,16 @@
 :class:`EvalProgress` after each batch (done, total, throughput, ETA), so the app's job runner (or
 any worker) can show progress and stop it between batches; the last item carries the result. Photos
 already in the cache are never predicted again, which is also how a cancelled run resumes.
+
+The cache format, the model checksum and the rows stored per photo are :mod:`engine.eval_cache`
+(re-exported here), shared with ``dermviewer-train evaluate --cache``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,37 +23,10 @@ from dermviewer.state.research.dataset import EvalDataset
 from dermviewer.state.research.errors import DatasetError
 from dermviewer.state.research.result import HEADS, EvalResult
 from engine.errors import DermViewerError
+from engine.eval_cache import model_checksum, predictions_to_rows
 from engine.inference import Predictor
-from engine.prediction import Prediction
 
 __all__ = ["EvalProgress", "check_taxonomy", "model_checksum", "predictions_to_rows", "run_evaluation"]
-
-
-def model_checksum(predictor: Predictor) -> str:
-    """What the outputs depend on: the weights (the bundle's own SHA-256, or the model file's bytes),
-    the preprocessing, the class lists and the backend. Same key <=> the cache may be reused."""
-    b = predictor.bundle
-    weights = ""
-    path = Path(b.path) if b.path is not None else None
-    if path is not None and path.suffix == ".dmvb":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-        weights = str(json.loads(meta.get("dermviewer_bundle", "{}")).get("weights_sha256", ""))
-    if not weights and path is not None and path.is_file():
-        from dermviewer.state.research.images import file_sha256
-
-        weights = file_sha256(path)
-    if not weights:  # an in-memory bundle: hash the tensors themselves
-        h = hashlib.sha256()
-        for k in sorted(b.state_dict):
-            h.update(k.encode())
-            h.update(b.state_dict[k].detach().cpu().contiguous().numpy().tobytes())
-        weights = h.hexdigest()
-    key = {"weights": weights, "preprocess": b.preprocess.to_dict(), "taxonomy": b.taxonomy.to_dict(),
-           "backend": predictor.backend_name}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 def check_taxonomy(predictor: Predictor, dataset: EvalDataset) -> None:
@@ -64,21 +37,6 @@ def check_taxonomy(predictor: Predictor, dataset: EvalDataset) -> None:
             raise DatasetError(f"the model's {head} classes {model.head(head).codes} differ from the dataset's "
                                f"{data.head(head).codes}; reopen the dataset for this model (or give a mapping file)",
                                dataset.source)
-
-
-def predictions_to_rows(preds: list[Prediction]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """Per-head probability rows in taxonomy order (the differential is sorted, ``disease_probs`` is not)."""
-    probs: dict[str, np.ndarray] = {
-        "disease": np.stack([np.asarray(p.disease_probs, np.float32) for p in preds]),
-    }
-    if preds[0].body_parts:
-        probs["body_part"] = np.array([[s.probability for s in p.body_parts] for p in preds], np.float32)
-    if preds[0].attributes:
-        probs["attributes"] = np.array([[s.probability for s in p.attributes] for p in preds], np.float32)
-    emb = None
-    if preds[0].embedding is not None:
-        emb = np.stack([np.asarray(p.embedding, np.float32) for p in preds])
-    return probs, emb
 
 
 @dataclass(frozen=True)

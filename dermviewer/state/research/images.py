@@ -2,12 +2,12 @@
 
 Each source also names every photo by a content hash, the key of the evaluation cache: a file's
 SHA-256 (so a re-saved photo is re-evaluated, a renamed one is not), or for a pack the source file's
-SHA-256 tagged with the pack's image size (the pack holds resized pixels, which predict differently).
+SHA-256 tagged with the pack's image size (the pack holds resized pixels, which predict differently);
+both rules are :mod:`engine.eval_cache`'s, so ``dermviewer-train evaluate --cache`` keys photos the same way.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -16,17 +16,10 @@ import h5py
 import numpy as np
 
 from dermviewer.state.research.errors import DatasetError
+from engine.eval_cache import pack_photo_hash, photo_hash
 from engine.imageio import load_image
 
-__all__ = ["FileImages", "ImageSource", "NoImages", "PackImages", "file_sha256"]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+__all__ = ["FileImages", "ImageSource", "NoImages", "PackImages"]
 
 
 class ImageSource(Protocol):
@@ -65,7 +58,7 @@ class FileImages:
             if p is None:
                 return f"nofile:{index}"
             try:
-                self._hashes[index] = file_sha256(p)
+                self._hashes[index] = photo_hash(p)
             except OSError:
                 self._hashes[index] = f"missing:{p}"  # never cached as a result: loading it fails
         return self._hashes[index]
@@ -80,7 +73,7 @@ class PackImages:
     def __init__(self, pack: Path, rows: Sequence[int], hashes: Sequence[str], size: int,
                  files: Sequence[Path | None] = ()) -> None:
         self.pack, self.rows, self.size = Path(pack), [int(r) for r in rows], int(size)
-        self._hashes = [f"{h}:pack{size}" for h in hashes]
+        self._hashes = [pack_photo_hash(h, size) for h in hashes]
         self._files = list(files) or [None] * len(self.rows)
         self._file: h5py.File | None = None
 
