@@ -75,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", type=Path, default=None,
                    help="JSON with a 'test' (or 'val') id list, e.g. a run's split.json; default: every image")
     _mask_args(p, required=False)
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR|FILE.h5",
+                   help="instead of metrics: fill the research mode's evaluation cache for the data spec's photos "
+                        "(a folder, named as the app names it, e.g. the app's cache folder's evaluations/; or a .h5 "
+                        "file); under torchrun each process takes a disjoint slice; cached photos are skipped")
+    p.add_argument("--backend", choices=("onnx", "torch"), default="onnx",
+                   help="with --cache: the runtime the app's 'backend' setting names (part of the cache key; "
+                        "default onnx, the app's default)")
+    p.add_argument("--device", default="cpu", help="with --cache: cpu, cuda or auto (default cpu)")
+    p.add_argument("--batch-size", type=int, default=16, help="with --cache: photos per batch (default 16)")
 
     p = sub.add_parser("robustness", help="Table 5: clean / S&P / blur tests, corrupted training, sweeps")
     _common(p)
@@ -296,6 +305,18 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from training.run import run_evaluate
 
+    if args.cache is not None:  # the research mode's cache instead of metrics, sharded under torchrun
+        from training.cache_eval import evaluate_into_cache
+
+        if len(args.bundle) != 1 or args.masks is not None:
+            raise ValueError("--cache evaluates exactly one --bundle, without --masks")
+        cfg = _config(args)
+        report = evaluate_into_cache(args.bundle[0], cfg.data.spec, args.cache, root=args.data_root,
+                                     limit=cfg.data.limit, split=args.split, backend=args.backend,
+                                     device=args.device, batch_size=args.batch_size, threads=args.threads, log=_log)
+        if report.rank == 0:
+            print(json.dumps(report.summary()))
+        return 1 if report.total_errors and not (report.total_predicted or report.total_cached) else 0
     masks = None
     if args.masks is not None:  # fail on a bad mask folder before the accuracy pass, not after
         from engine.masks import MaskSource

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -31,8 +32,11 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed(device: str = "cpu") -> DistInfo:
-    """Initialise the default process group if launched by torchrun (``WORLD_SIZE`` > 1)."""
+def init_distributed(device: str = "cpu", timeout_s: float | None = None) -> DistInfo:
+    """Initialise the default process group if launched by torchrun (``WORLD_SIZE`` > 1).
+
+    ``timeout_s`` bounds every collective, barriers included (torch's default otherwise: 30 min for gloo);
+    work whose ranks may finish far apart (a sharded evaluation) raises it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
@@ -42,7 +46,8 @@ def init_distributed(device: str = "cpu") -> DistInfo:
         backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(local)
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        timeout = None if timeout_s is None else timedelta(seconds=timeout_s)  # None: torch's default
+        dist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=timeout)
     return DistInfo(rank, world, local)
 
 
