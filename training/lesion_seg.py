@@ -285,6 +285,9 @@ def _write_cv(out_dir: Path, cfg: SegConfig, masks_dir: str | Path, photos: list
     result = {"config": asdict(cfg), "masks": str(masks_dir), "folds": fold_summaries, "summary": summary,
               "pooled": _summary([r for r in photos if "dice" in r]), "cv_seconds": seconds}
     (out_dir / "lesion_cv.json").write_text(json.dumps(to_jsonable(result), indent=1), encoding="utf-8")
+    from training.lesion_card import cv_table
+
+    (out_dir / "lesion_cv.md").write_text(cv_table(json.loads(json.dumps(to_jsonable(summary)))), encoding="utf-8")
     return result
 
 
