@@ -75,10 +75,10 @@ def test_fuzz_open_store_raises_only_project_error(project_blob: Blob, tmp_path_
         store.close()
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="known bug, found by the fuzz test above: sqlite3 decodes SQLite's 'malformed database "
-                          "schema' message, which quotes the damaged bytes, and the UnicodeDecodeError escapes the "
-                          "connect listener in dermviewer/state/annotate/sqlite_file.py (owned by the annotate work)")
+@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason=(
+    "known bug, found by the fuzz test above: sqlite3 decodes SQLite's 'malformed database schema' message, "
+    "which quotes the damaged bytes, and the UnicodeDecodeError escapes the SQLite engine's connect listener "
+    "(store.py's _sqlite_engine; sqlite_file.py in the annotate work in progress, whose owners change these files)"))
 def test_a_project_whose_schema_text_is_not_utf8_raises_project_error(project_blob: Blob, tmp_path: Path) -> None:
     """One byte of the stored CREATE TABLE statement made invalid UTF-8, as a bad sector or bit rot leaves it.
     When this passes, drop the xfail and KNOWN_ESCAPES."""
