@@ -20,16 +20,22 @@ __all__ = ["cohen_kappa", "outline_dice", "pending_changes", "review_change"]
 
 
 def pending_changes(store: SqlAnnotationStore, owner: str, reviewer: str) -> list[AuditEntry]:
-    """The owner's latest change per photo and field, still in force and not yet decided by ``reviewer``."""
-    decided = set()
-    with store.engine.connect() as conn:
-        decided = {r[0] for r in conn.execute(sa.select(S.reviews.c.audit_id).where(S.reviews.c.reviewer == reviewer))}
+    """The owner's latest change per photo and field, still in force and not yet decided by ``reviewer``.
+
+    A latest change made by the reviewer (a rejection that put the owner's earlier value back) is not the
+    reviewer's to review, even when that earlier value differs from the import."""
     latest: dict[tuple[str, str], AuditEntry] = {}
-    for e in store.audit():
-        if e.owner == owner and e.owner != IMPORT:
-            latest[(e.key, e.field)] = e
-    return [e for e in latest.values() if e.id not in decided and e.old != e.new
-            and store.value(e.key, e.field, owner) != store.value(e.key, e.field, IMPORT)]
+    for e in store.audit(owner=owner) if owner != IMPORT else ():
+        latest[(e.key, e.field)] = e
+    with store.engine.connect() as conn:  # one connection for all the value checks (thousands of changes)
+        decided = {r[0] for r in conn.execute(sa.select(S.reviews.c.audit_id).where(S.reviews.c.reviewer == reviewer))}
+
+        def in_force(e: AuditEntry) -> bool:
+            pid = store.photo_id(e.key)
+            return store._effective(conn, pid, owner, e.field) != store._effective(conn, pid, IMPORT, e.field)
+
+        return [e for e in latest.values()
+                if e.id not in decided and e.old != e.new and e.annotator != reviewer and in_force(e)]
 
 
 def review_change(store: SqlAnnotationStore, entry: AuditEntry, reviewer: str, accept: bool, comment: str = "") -> None:

@@ -29,7 +29,7 @@ _RESERVED = set("jk?")  # next / previous / help keep their letters
 
 @dataclass(frozen=True)
 class KeyAction:
-    action: str  # set | cycle | next | prev | accept | unusable | usable | undo | redo | help
+    action: str  # set | cycle | next | prev | accept | unusable | usable | undo | redo | help | overlay | review
     field: str = ""
     value: str = ""
     text: str = ""  # what the help overlay says
@@ -44,6 +44,8 @@ def default_keymap(session_fields: list[tuple[str, list[tuple[str, str]]]]) -> d
         "Ctrl+Y": KeyAction("redo", text="redo"), "?": KeyAction("help", text="show / hide this help"),
         "F1": KeyAction("help", text="show / hide this help"),
         "Ctrl+0": KeyAction("usable", text="usable again (clear the unusable mark)"),
+        "Ctrl+L": KeyAction("overlay", text="show / hide the model's attention (LSM map, selected tokens)"),
+        "Ctrl+R": KeyAction("review", text="review another annotator's changes (A accept, R reject, N next)"),
     }
     for i, reason in enumerate(UNUSABLE_REASONS, 1):
         keys[f"Ctrl+{i}"] = KeyAction("unusable", UNUSABLE, reason, f"mark unusable: {reason}")
@@ -223,8 +225,8 @@ class AnnotateSession:
         return edits
 
     def handle_key(self, key: str) -> bool:
-        """Run what ``key`` is bound to; False if it is bound to nothing. Undo/redo are the caller's (the Qt
-        undo stack drives them), so this returns True for them without acting."""
+        """Run what ``key`` is bound to; False if it is bound to nothing. Undo/redo (the Qt undo stack drives
+        them), the model overlay and starting a review are the caller's: True for them without acting."""
         a = self.keymap.get(key)
         if a is None:
             return False

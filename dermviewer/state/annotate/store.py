@@ -94,7 +94,7 @@ class AnnotationStore(Protocol):
     def undo(self, annotator: str) -> list[Edit]: ...
     def redo(self, annotator: str) -> list[Edit]: ...
     def history(self, annotator: str) -> tuple[list[str], int]: ...
-    def audit(self, key: str | None = None) -> list[AuditEntry]: ...
+    def audit(self, key: str | None = None, owner: str | None = None) -> list[AuditEntry]: ...
     def close(self) -> None: ...
 
 
@@ -275,10 +275,14 @@ class SqlAnnotationStore:
                         out.pop(self._keys[pid], None)
         return out
 
-    def audit(self, key: str | None = None) -> list[AuditEntry]:
+    def audit(self, key: str | None = None, owner: str | None = None) -> list[AuditEntry]:
+        """The log, oldest first: of one photo and/or of one owner's labels (a review reads one owner's
+        changes, not the import's rows of every photo)."""
         q = sa.select(S.audit).order_by(S.audit.c.id)
         if key is not None:
             q = q.where(S.audit.c.photo_id == self.photo_id(key))
+        if owner is not None:
+            q = q.where(S.audit.c.owner == owner)
         with self.engine.connect() as conn:
             rows = conn.execute(q).mappings().all()
         return [AuditEntry(r["id"], r["at"], r["annotator"], r["owner"], self._keys.get(r["photo_id"], "?"),
