@@ -5,7 +5,8 @@ Never lose an edit: every call of :meth:`SqlAnnotationStore.apply` is one transa
 its audit row and its undo-log row together, and returns only once committed (SQLite in WAL mode with
 ``synchronous=FULL``: the commit is on disk). A write that fails (read-only file, full disk) rolls back and
 raises :class:`ProjectWriteError`; what was saved before stays. Opening checks ``PRAGMA integrity_check``
-and the schema version, and runs the missing migrations (:mod:`.schema`).
+and the schema version, and runs the missing migrations (:mod:`.schema`); a project on a read-only disk
+opens for reading (:mod:`.sqlite_file`).
 
 Fields: ``disease``, ``body_part``, ``attr:<code>`` (values ``1``/``0``/empty), plus ``outline``
 (:meth:`Outline.to_json`, empty = none) and ``unusable`` (the reason, empty = usable). Labels belong to
@@ -28,6 +29,8 @@ from sqlalchemy.engine import Connection, Engine
 from dermviewer.state.annotate import schema as S
 from dermviewer.state.annotate.errors import ProjectError, ProjectWriteError
 from dermviewer.state.annotate.outline import Outline
+from dermviewer.state.annotate.sqlite_file import refusal_reason
+from dermviewer.state.annotate.sqlite_file import sqlite_engine as _sqlite_engine
 from engine.taxonomy import Taxonomy
 
 __all__ = ["IMPORT", "OUTLINE", "UNUSABLE", "AnnotationStore", "AuditEntry", "Edit", "FieldSpec", "Photo",
@@ -96,25 +99,6 @@ class AnnotationStore(Protocol):
     def history(self, annotator: str) -> tuple[list[str], int]: ...
     def audit(self, key: str | None = None, owner: str | None = None) -> list[AuditEntry]: ...
     def close(self) -> None: ...
-
-
-def _sqlite_engine(path: Path) -> Engine:
-    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30.0})
-
-    @sa.event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
-        cur = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=FULL", "busy_timeout=30000"):
-            cur.execute(f"PRAGMA {pragma}")
-        cur.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # a writer takes the lock up front, so two processes queue instead of failing on the lock upgrade
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
-
-    return engine
 
 
 class SqlAnnotationStore:
@@ -296,13 +280,7 @@ class SqlAnnotationStore:
             with self._writer.begin() as conn:
                 yield conn
         except sa.exc.DBAPIError as exc:
-            msg = str(exc.orig).strip()
-            if "readonly" in msg or "read-only" in msg or "read only" in msg:
-                reason = "the project is read-only (file or folder): nothing was saved; saved edits are intact"
-            elif "full" in msg:
-                reason = "the disk is full: the edit was not saved; saved edits are intact"
-            else:
-                reason = f"the edit was not saved ({msg}); saved edits are intact"
+            reason = refusal_reason(str(exc.orig).strip(), self.file, isinstance(exc, sa.exc.OperationalError))
             raise ProjectWriteError(reason, self.file or self.location) from exc
 
     def check_value(self, field: str, value: str) -> None:
