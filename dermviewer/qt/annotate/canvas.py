@@ -1,7 +1,9 @@
-"""The outline editor: the photo with the lesion mask over it and its box; brush, eraser, polygon and box tools.
+"""The outline editor: the photo with the lesion mask over it and its box; brush, eraser, polygon and box tools;
+under the mask, optionally, the model's explanation (LSM attention map and selected tokens).
 
 Edits are made on a working copy of the mask and handed out as a whole :class:`Outline` when a stroke ends
-(mouse release, polygon closed), so one stroke is one saved, undoable edit.
+(mouse release, polygon closed), so one stroke is one saved, undoable edit. A canvas that is not ``editable``
+(reviewing someone else's outline) ignores the mouse.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from PySide6.QtWidgets import QWidget
 
 from dermviewer.qt.convert import to_qimage
 from dermviewer.state.annotate.outline import Outline, polygon_mask
+from dermviewer.state.overlays import OverlayLayer
 
 __all__ = ["TOOLS", "OutlineCanvas"]
 
@@ -39,13 +42,39 @@ class OutlineCanvas(QWidget):
         self._poly: list[tuple[float, float]] = []
         self._drag_start: tuple[float, float] | None = None
         self._stroking = False
+        self.editable = True
+        self.model_rgba: np.ndarray | None = None  # the explanation map as drawn (display-resolution RGBA)
+        self.model_boxes: tuple[tuple[float, float, float, float], ...] = ()  # selected tokens, photo pixels
+        self.model_opacity = 0.5
+        self._model_image: QImage | None = None
 
     # -- content --------------------------------------------------------------------------------------
     def set_photo(self, rgb: np.ndarray | None, outline: Outline | None) -> None:
         self._pixmap = None if rgb is None else QPixmap.fromImage(to_qimage(rgb))
         self._size = (0, 0) if rgb is None else rgb.shape[:2]
         self._poly = []
+        self.set_model_overlay(None)  # a photo's explanation never stays drawn over the next one
         self.set_outline(outline)
+
+    def set_model_overlay(self, layers: tuple[OverlayLayer, ...] | list[OverlayLayer] | None,
+                          image_size: tuple[int, int] | None = None, colormap: str = "jet",
+                          opacity: float = 0.5) -> None:
+        """Draw these layers (None: none) of a photo of ``image_size`` (h, w; default the photo shown)."""
+        self.model_rgba, self._model_image, self.model_boxes = None, None, ()
+        self.model_opacity = opacity
+        h, w = self._size
+        if layers and h:
+            ih, iw = image_size or (h, w)
+            sx, sy = w / iw, h / ih  # boxes are in the explained photo's pixels
+            boxes: list[tuple[float, float, float, float]] = []
+            for layer in layers:
+                rgba = layer.rgba((h, w), colormap)
+                if rgba is not None:
+                    self.model_rgba = rgba
+                    self._model_image = to_qimage(rgba)
+                boxes += [(x * sx, y * sy, bw * sx, bh * sy) for x, y, bw, bh in layer.boxes]
+            self.model_boxes = tuple(boxes)
+        self.update()
 
     def set_outline(self, outline: Outline | None) -> None:
         h, w = self._size
@@ -95,9 +124,17 @@ class OutlineCanvas(QWidget):
             return
         t = self._target()
         p.drawPixmap(t, self._pixmap, QRectF(self._pixmap.rect()))
+        s = t.width() / self._size[1]
+        if self._model_image is not None:
+            p.setOpacity(self.model_opacity)
+            p.drawImage(t, self._model_image)
+            p.setOpacity(1.0)
+        if self.model_boxes:
+            p.setPen(QPen(QColor(255, 255, 255, 200), 1))
+            for x, y, bw, bh in self.model_boxes:
+                p.drawRect(QRectF(t.x() + x * s, t.y() + y * s, bw * s, bh * s))
         if self._overlay is not None:
             p.drawImage(t, self._overlay)
-        s = t.width() / self._size[1]
         if self._box is not None:
             x0, y0, x1, y1 = self._box
             p.setPen(QPen(QColor("#ffd400"), 2))
@@ -127,7 +164,7 @@ class OutlineCanvas(QWidget):
         self.update()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        if self._pixmap is None:
+        if self._pixmap is None or not self.editable:
             return
         x, y = self._to_photo(event.position())
         if self.tool in ("brush", "erase"):
@@ -144,7 +181,7 @@ class OutlineCanvas(QWidget):
             self._drag_start = (x, y)
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
-        if self.tool == "polygon" and len(self._poly) >= 3:
+        if self.editable and self.tool == "polygon" and len(self._poly) >= 3:
             self.close_polygon()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
@@ -155,7 +192,7 @@ class OutlineCanvas(QWidget):
         if self._stroking:
             self._stroking = False
             self._finish()
-        elif self.tool == "box" and self._drag_start is not None:
+        elif self.editable and self.tool == "box" and self._drag_start is not None:
             (x0, y0), (x1, y1) = self._drag_start, self._to_photo(event.position())
             self._drag_start = None
             h, w = self._size

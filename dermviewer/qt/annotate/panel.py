@@ -1,7 +1,9 @@
-"""The annotate mode's panel: photo list | outline canvas | labels with the model's suggestion, keyboard first.
+"""The annotate mode's panel: photo list | outline canvas (with the model's attention, Ctrl+L) | labels with the
+model's suggestion and the review of another annotator's changes (Ctrl+R), keyboard first.
 
-The decisions live in :class:`~dermviewer.state.annotate.session.AnnotateSession`; this draws them and turns
-keys and strokes into its calls. Each saved step is pushed on a ``QUndoStack`` whose commands call the
+The decisions live in :class:`~dermviewer.state.annotate.session.AnnotateSession` (and, while reviewing,
+:class:`~dermviewer.state.annotate.reviewing.ReviewQueue`); this draws them and turns keys and strokes into
+their calls. Each saved step is pushed on a ``QUndoStack`` whose commands call the
 store's persistent undo/redo, so the stack (rebuilt from the project on opening) survives a restart.
 """
 
@@ -11,7 +13,7 @@ import getpass
 import html
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,8 +32,12 @@ from PySide6.QtWidgets import (
 
 from dermviewer.qt.annotate.canvas import TOOLS, OutlineCanvas
 from dermviewer.qt.annotate.commands import PanelCommands
+from dermviewer.qt.annotate.overlay import PanelOverlay
+from dermviewer.qt.annotate.review_box import PanelReview, ReviewBox
 from dermviewer.state.annotate import OUTLINE, UNUSABLE, open_store
+from dermviewer.state.annotate.model_overlay import ModelOverlay
 from dermviewer.state.annotate.ranking import Suspect
+from dermviewer.state.annotate.reviewing import REVIEW_KEYS
 from dermviewer.state.annotate.session import AnnotateSession
 from dermviewer.state.app_state import AppState
 from dermviewer.state.executor import Lane
@@ -63,7 +69,7 @@ class _Step(QUndoCommand):
             self.panel.session.undo()  # type: ignore[union-attr]
 
 
-class AnnotatePanel(PanelCommands, QWidget):
+class AnnotatePanel(PanelReview, PanelOverlay, PanelCommands, QWidget):
     message = Signal(str, str)  # level, text -> the window's message bar
 
     def __init__(self, state: AppState | None = None, jobs: object | None = None,
@@ -78,7 +84,9 @@ class AnnotatePanel(PanelCommands, QWidget):
         self.items: dict[int, QListWidgetItem] = {}  # photo index -> its list row
         self.ranked: list[Suspect] | None = None
         self.annotator = getpass.getuser() or "annotator"
+        self.model_overlay, self._overlay_job = ModelOverlay(), None
         self._build()
+        self._connect_review()
         if state is not None:  # a model loaded after the project opened suggests for the photo shown
             state.model_changed.connect(self._model_changed)
 
@@ -87,6 +95,7 @@ class AnnotatePanel(PanelCommands, QWidget):
         if s is None:
             return
         s.clear_live()
+        self.forget_explanations()
         self._predict_live()
         self._show_values()
 
@@ -124,6 +133,14 @@ class AnnotatePanel(PanelCommands, QWidget):
             self.tool_buttons[tool] = tb
             bar.addWidget(tb)
         self.tool_buttons["brush"].setChecked(True)
+        self.overlay_button = QToolButton()
+        self.overlay_button.setText("Model overlay")
+        self.overlay_button.setObjectName("annotate_overlay")
+        self.overlay_button.setToolTip("The model's attention (LSM map) and selected tokens on the photo (Ctrl+L)")
+        self.overlay_button.setCheckable(True)
+        self.overlay_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.overlay_button.clicked.connect(lambda _c=False: self.toggle_overlay())
+        bar.addWidget(self.overlay_button)
         bar.addStretch(1)
         bar.addWidget(self._button("Shortcuts (?)", self.toggle_help, "annotate_help_button"))
         self.saved = QLabel("No project")
@@ -149,6 +166,8 @@ class AnnotatePanel(PanelCommands, QWidget):
         side_layout.addWidget(form_box)
         side_layout.addWidget(QLabel("<b>Changes to this photo</b>"))
         side_layout.addWidget(self.history)
+        self.review_box = ReviewBox(side)
+        side_layout.addWidget(self.review_box)
         side_layout.addStretch(1)
         self.history.setObjectName("annotate_history")
         self.history.setWordWrap(True)
@@ -189,6 +208,8 @@ class AnnotatePanel(PanelCommands, QWidget):
         self._build_form()
         self._fill_list()
         self._show_saving("saved", "")
+        self.forget_explanations()  # of another project: none is drawn, a pending one is dropped
+        self._review_project_opened()
         s.go(0)
         self.setFocus()
 
@@ -271,7 +292,7 @@ class AnnotatePanel(PanelCommands, QWidget):
         except DermViewerError as exc:
             self.message.emit("error", str(exc))
             rgb = None
-        self.canvas.set_photo(rgb, s.outline())
+        self.canvas.set_photo(rgb, self.shown_outline())
         self._predict_live()
         self.list.blockSignals(True)
         item = self.items.get(s.index)
@@ -285,6 +306,9 @@ class AnnotatePanel(PanelCommands, QWidget):
     def _predict_live(self) -> None:
         """A photo without an out-of-fold prediction gets the loaded model's, on the interactive lane; a result
         for a photo or project no longer shown is kept for when it is shown again, never drawn elsewhere."""
+        if self.model_overlay.enabled:  # the explanation's job brings the prediction too: one inference, not two
+            self.explain_current()
+            return
         s, model = self.session, getattr(self.state, "model", None)
         if s is None or self.jobs is None or model is None or not getattr(model, "ready", False) or not s.needs_live():
             return
@@ -322,7 +346,7 @@ class AnnotatePanel(PanelCommands, QWidget):
                 item.setText(self._row_text(i))
         if s.current.key in keys:
             if OUTLINE in fields:
-                self.canvas.set_outline(s.outline())
+                self.canvas.set_outline(self.shown_outline())
             self._show_values()
 
     def _show_saving(self, state: str, detail: str) -> None:
@@ -334,13 +358,15 @@ class AnnotatePanel(PanelCommands, QWidget):
         elif state == "error":
             self.message.emit("error", detail)
             if self.session is not None:  # an unsaved stroke must not stay drawn as if it were saved
-                self.canvas.set_outline(self.session.outline())
+                self.canvas.set_outline(self.shown_outline())
 
     def toggle_help(self) -> None:
         if self.help.isVisible():
             self.help.hide()
             return
         lines = self.session.help_lines() if self.session else []
+        if self.review is not None:
+            lines = [(k, a.text) for k, a in REVIEW_KEYS.items()] + lines
         rows = "".join(f"<tr><td><b>{html.escape(k)}</b>&nbsp;&nbsp;</td><td>{html.escape(t)}</td></tr>"
                        for k, t in lines)
         example = html.escape('{"new key": "default key"}')
@@ -356,12 +382,25 @@ class AnnotatePanel(PanelCommands, QWidget):
         seq = QKeySequence(event.keyCombination()).toString(QKeySequence.SequenceFormat.PortableText)
         return [seq] + ([event.text()] if event.text() and event.text().isprintable() else [])
 
+    def event(self, event: QEvent) -> bool:
+        """A key the panel binds wins over the window's shortcut for it ("1" is ACK here, not "actual size";
+        "F" face, not "fit"; "N" next change while reviewing, not the review mode's next photo)."""
+        if event.type() == QEvent.Type.ShortcutOverride and self.session is not None:
+            keys = self.key_string(event)  # type: ignore[arg-type]
+            if any(k in self.session.keymap or (self.review is not None and k in REVIEW_KEYS) for k in keys):
+                event.accept()
+                return True
+        return super().event(event)
+
     def keyPressEvent(self, event: QKeyEvent) -> None:
         s = self.session
         if s is None:
             super().keyPressEvent(event)
             return
         for key in self.key_string(event):
+            if self.review_key(key):  # while reviewing, A / R / N / P / Esc are the review's
+                event.accept()
+                return
             action = s.keymap.get(key)
             if action is None:
                 continue
@@ -369,6 +408,10 @@ class AnnotatePanel(PanelCommands, QWidget):
                 self.undo_stack.undo()
             elif action.action == "redo":
                 self.undo_stack.redo()
+            elif action.action == "overlay":
+                self.toggle_overlay()
+            elif action.action == "review":
+                self.start_review()
             else:
                 s.handle_key(key)
             event.accept()
@@ -397,5 +440,5 @@ class AnnotatePanel(PanelCommands, QWidget):
         self.tool_buttons[tool].setChecked(True)
 
     def _outline_edited(self, outline: object) -> None:
-        if self.session is not None:
+        if self.session is not None and self.review is None:
             self.session.set_outline(outline)  # type: ignore[arg-type]

@@ -235,4 +235,18 @@ def test_mode_switcher_opens_the_annotate_panel(make_window, qtbot, tmp_path: Pa
     qtbot.waitUntil(lambda: bool(panel.suggest_labels["disease"].text()), timeout=60_000)
     want = win.state.model.predictor.predict(panel.session.photos[0].path).top
     assert panel.suggest_labels["disease"].text().startswith(want.code)
+    # keys the panel binds win over the window's shortcuts for them ("1" is actual size there, "F" fit)
+    taken: list[str] = []
+    for a in win.actions():
+        for key in (seq.toString() for seq in a.shortcuts()):
+            if key in ("1", "F"):
+                a.triggered.connect(lambda _c=False, k=key: taken.append(k))
+                taken.append(f"bound {key}")
+    assert sorted(taken) == ["bound 1", "bound F"]
+    press(qtbot, panel, "2")  # BCC first: the photo's imported ACK must not make "1" pass unpressed
+    assert panel.session.value("disease") == "BCC"
+    for key, field in (("1", "disease"), ("F", "body_part")):
+        press(qtbot, panel, key)
+        assert panel.session.value(field) == panel.session.keymap[key].value
+    assert sorted(taken) == ["bound 1", "bound F"]  # neither window shortcut fired
     panel.close_project()
