@@ -61,7 +61,7 @@ def _own(store: SqlAnnotationStore, annotator: str) -> dict[tuple[str, str], str
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(S.labels.c.photo_id, S.labels.c.field, S.labels.c.value)
                             .where(S.labels.c.annotator == annotator)).all()
-    keys = {p.id: p.key for p in store.photos()}
+    keys = store.photo_keys()
     return {(keys[pid], f): v for pid, f, v in rows}
 
 
@@ -94,7 +94,7 @@ def outline_dice(store: SqlAnnotationStore, a: str, b: str) -> tuple[float | Non
     for pid, who, text in rows:
         if text:
             by.setdefault(pid, {})[who] = text
-    keys = {p.id: p.key for p in store.photos()}
+    keys = store.photo_keys()
     per = {keys[pid]: dice(Outline.from_json(d[a]).mask(), Outline.from_json(d[b]).mask())
            for pid, d in by.items() if a in d and b in d}
     return (float(np.mean(list(per.values()))) if per else None), per

@@ -194,6 +194,11 @@ class SqlAnnotationStore:
             raise self._fail("the project has no taxonomy")
         return Taxonomy.from_dict(json.loads(text), self.file)
 
+    def photo_keys(self) -> dict[int, str]:
+        """Photo id -> key, read fresh (another process may have imported) but only those two columns."""
+        with self.engine.connect() as conn:
+            return {int(i): str(k) for i, k in conn.execute(sa.select(S.photos.c.id, S.photos.c.key))}
+
     def photo_id(self, key: str) -> int:
         try:
             return self._ids[key]
