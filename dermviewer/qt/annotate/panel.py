@@ -82,6 +82,7 @@ class AnnotatePanel(PanelReview, PanelOverlay, PanelCommands, QWidget):
         self.undo_stack = QUndoStack(self)
         self.rebuilding = False
         self.items: dict[int, QListWidgetItem] = {}  # photo index -> its list row
+        self.row_photo: list[int] = []  # list row -> photo index
         self.ranked: list[Suspect] | None = None
         self.annotator = getpass.getuser() or "annotator"
         self.model_overlay, self._overlay_job = ModelOverlay(), None
@@ -248,15 +249,16 @@ class AnnotatePanel(PanelReview, PanelOverlay, PanelCommands, QWidget):
         return f"{s.photos[i].key} · {s.value('disease', i) or '—'} · {s.value('body_part', i) or '—'}{mark}"
 
     def _fill_list(self, order: list[int] | None = None) -> None:
+        """All rows in one call, the photo of each row kept here (``row_photo``): not two calls per row. With
+        PySide6 6.12 on Python 3.11 every call of a void Qt method takes a reference from None, and a
+        10,000-photo project opened a few times (each annotator switch reopens it) drained it: the process
+        aborted with "none_dealloc: deallocating None"."""
         assert self.session is not None
         self.list.blockSignals(True)
         self.list.clear()
-        self.items = {}
-        for i in order or range(len(self.session.photos)):
-            item = QListWidgetItem(self._row_text(i))
-            item.setData(Qt.ItemDataRole.UserRole, i)
-            self.list.addItem(item)
-            self.items[i] = item
+        self.row_photo = list(order or range(len(self.session.photos)))
+        self.list.addItems([self._row_text(i) for i in self.row_photo])
+        self.items = {i: self.list.item(r) for r, i in enumerate(self.row_photo)}
         self.list.blockSignals(False)
 
     def _build_form(self) -> None:
@@ -422,11 +424,11 @@ class AnnotatePanel(PanelReview, PanelOverlay, PanelCommands, QWidget):
         s = self.session
         if s is None:
             return
-        chosen = [it.data(Qt.ItemDataRole.UserRole) for it in self.list.selectedItems()]
+        chosen = [self.row_photo[self.list.row(it)] for it in self.list.selectedItems()]
         s.select(chosen)
-        current = self.list.currentItem()
-        if current is not None and current.data(Qt.ItemDataRole.UserRole) != s.index:
-            s.go(current.data(Qt.ItemDataRole.UserRole))
+        row = self.list.currentRow()
+        if row >= 0 and self.row_photo[row] != s.index:
+            s.go(self.row_photo[row])
         self.setFocus()
 
     def select_rows(self, indices: list[int]) -> None:

@@ -51,7 +51,7 @@ def drive(out: Path | None, project: Path) -> tuple[float, object]:
             raise TimeoutError(f"ranking did not finish; messages: {win.messages.history}")
         app.processEvents()
         time.sleep(0.01)
-    first = panel.list.item(0).data(Qt.ItemDataRole.UserRole)
+    first = panel.row_photo[0]  # the most suspect photo heads the list
     panel.session.go(first)
     QTest.keyClick(panel, Qt.Key.Key_2)  # disease: BCC
     panel.session.set_value("body_part", panel.session.value("body_part"))  # confirm the body part
