@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
@@ -28,7 +28,11 @@ from dermviewer.state.annotate.reviewing import (
 from dermviewer.state.debounce import LatestOnly
 from dermviewer.state.executor import Lane
 
-__all__ = ["PanelReview", "ReviewBox"]
+__all__ = ["AGREEMENT_QUIET_MS", "PanelReview", "ReviewBox"]
+
+AGREEMENT_QUIET_MS = 600
+"""Decisions in a quick run recompute the agreement once, this long after the last: over 10,000 photos it takes
+seconds of Python on a worker thread, which would slow the next keypress (one GIL) if started after each."""
 
 
 class _CommentEdit(QLineEdit):
@@ -97,10 +101,15 @@ class PanelReview:
     _agreement_ticket: LatestOnly
     _agreement_running: bool
     _agreement_again: bool
+    agreement_timer: QTimer
 
     def _connect_review(self) -> None:
         self.review, self.agreement, self._agreement_ticket = None, None, LatestOnly()
         self._agreement_running = self._agreement_again = False
+        self.agreement_timer = QTimer(self)  # type: ignore[arg-type]
+        self.agreement_timer.setSingleShot(True)
+        self.agreement_timer.setInterval(AGREEMENT_QUIET_MS)
+        self.agreement_timer.timeout.connect(self._refresh_agreement)
         box = self.review_box
         box.start.clicked.connect(lambda: self.start_review())
         box.owner.currentTextChanged.connect(lambda _t: self._refresh_agreement())
@@ -181,7 +190,7 @@ class PanelReview:
             return False
         if a.action == "review_accept":
             if q.accept():
-                self._refresh_agreement()
+                self._agreement_soon()
         elif a.action == "review_reject":
             if q.current is not None and q.decision() is None:
                 self.review_box.comment.show()
@@ -201,7 +210,7 @@ class PanelReview:
         box.comment.hide()
         self.setFocus()  # type: ignore[attr-defined]
         if self.review is not None and self.review.reject(comment):
-            self._refresh_agreement()
+            self._agreement_soon()
 
     def _cancel_comment(self) -> None:
         self.review_box.comment.clear()
@@ -209,6 +218,13 @@ class PanelReview:
         self.setFocus()  # type: ignore[attr-defined]
 
     # -- agreement ------------------------------------------------------------------------------------
+    def _agreement_soon(self) -> None:
+        """After a decision: at once without a job runner, else once the reviewer pauses."""
+        if self.jobs is None:
+            self._refresh_agreement()
+        else:
+            self.agreement_timer.start()
+
     def _refresh_agreement(self) -> None:
         """Kappa and Dice of the chosen owner against the working annotator, off the UI thread (it reads every
         label and decodes every outline of both). One job at a time: decisions made while it runs ask for one

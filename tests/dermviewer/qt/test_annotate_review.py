@@ -114,7 +114,7 @@ def test_reviewer_decides_by_keys_and_sees_the_agreement(qtbot, project: Path) -
     press(qtbot, panel, "Escape")
     assert panel.review is None and panel.canvas.editable
 
-    qtbot.waitUntil(lambda: not jobs.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not panel.agreement_timer.isActive() and not jobs.busy, timeout=60_000)
     shown = panel.agreement
     direct = open_store(project)
     kappa, (dice, per) = cohen_kappa(direct, "alice", "bob"), outline_dice(direct, "alice", "bob")
