@@ -5,7 +5,10 @@ point at the 666 real PAD-UFES-20 photos (each used about 15 times under its own
 2. time to open the project: the store (integrity check, migrations) plus the session (photos, every label),
    and the Qt panel's open (list of 10,000 rows, undo stack from the log, first photo);
 3. keypress-to-saved latency, p50/p95/max: a key event sent to the panel until its edit is committed
-   (SQLite WAL, synchronous=FULL: on disk) and drawn as saved -- the target is p95 under 50 ms.
+   (SQLite WAL, synchronous=FULL: on disk) and drawn as saved -- the target is p95 under 50 ms;
+4. review by a second annotator: building the queue of the first one's pending changes (Ctrl+R), the
+   A-key-to-saved latency of a decision, and the agreement (kappa per field, outline Dice) over the whole
+   project, which the app computes on the job runner (here timed on its own).
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_annotate.py [--photos 10000] [--keys 300] [--masks]
 """
@@ -91,9 +94,13 @@ def main() -> None:
     from PySide6.QtWidgets import QApplication
 
     from dermviewer.qt.annotate import AnnotatePanel
+    from dermviewer.qt.workers import QtExecutor
+    from dermviewer.state.executor import ComputeSlots
+    from dermviewer.state.tracked_jobs import TrackedJobs
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    panel = AnnotatePanel()
+    jobs = TrackedJobs(QtExecutor(slots=ComputeSlots(1)))  # as in the app: the agreement runs off the UI thread
+    panel = AnnotatePanel(jobs=jobs)
     panel.resize(1300, 800)
     panel.show()
     t0 = time.perf_counter()
@@ -122,7 +129,35 @@ def main() -> None:
     for _ in range(20):
         QTest.keyClick(panel, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     print(f"undo: {(time.perf_counter() - t0) / 20 * 1000:.1f} ms per step")
+
+    from dermviewer.state.annotate.reviewing import agreement
+
+    panel.open_project(project, "reviewer")
+    t0 = time.perf_counter()
+    panel.review_box.owner.setCurrentText("bench")
+    QTest.keyClick(panel, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    app.processEvents()
+    queue = panel.review
+    assert queue is not None
+    t_queue = time.perf_counter() - t0
+    decided: list[float] = []
+    for _ in range(min(50, len(queue.entries))):
+        t0 = time.perf_counter()
+        QTest.keyClick(panel, Qt.Key.Key_A)
+        app.processEvents()
+        decided.append((time.perf_counter() - t0) * 1000)
+    t0 = time.perf_counter()
+    agreement(panel.session.store, "bench", "reviewer")
+    t_agree = time.perf_counter() - t0
+    while jobs.busy:  # the agreement jobs the decisions asked for (not a tight loop: with PySide6 6.12 on
+        app.processEvents()  # Python 3.11 each call takes a reference from None, and a spin drained it)
+        time.sleep(0.01)
+    print(f"review: Ctrl+R to the first of {len(queue.entries)} pending changes {t_queue:.2f} s; "
+          f"A-key-to-saved over {len(decided)} decisions: p50 "
+          f"{statistics.median(decided) if decided else 0:.1f} ms, p95 {pct(decided, 0.95) if decided else 0:.1f} "
+          f"ms; agreement over {len(panel.session.photos)} photos {t_agree:.2f} s (on the job runner in the app)")
     panel.close_project()
+    jobs.shutdown()
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown: PySide6 6.12 can crash deallocating widgets at exit
 
