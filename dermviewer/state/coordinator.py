@@ -93,6 +93,7 @@ class Coordinator:
         if budget is not None:
             state.model.ort_threads = budget.ort_threads
             state.model.torch_threads = budget.torch_threads
+            state.lesions.threads = max(1, budget.ort_threads)  # runs in the same lane as the prediction
         self.model_loaded, self.case_shown = Signal(), Signal()
         self.whatif_shown, self.gradcam_shown = Signal(), Signal()
         self.folder_progress, self.folder_finished = Signal(), Signal()

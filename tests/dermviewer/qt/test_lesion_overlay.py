@@ -68,7 +68,7 @@ def test_the_outline_drawn_is_the_engines_mask(make_window, qtbot, finder: Lesio
     bar.lesion_opacity.setValue(40)
     o = win.state.overlays
     assert o.lesion_colour == bar.lesion_colour.itemData(2) and o.lesion_opacity == pytest.approx(0.4)
-    rgba = [la for la in win.state.displayed_layers() if la.kind is OverlayKind.LESION][0].rgba(
+    rgba = next(la for la in win.state.displayed_layers() if la.kind is OverlayKind.LESION).rgba(
         image.shape[:2], o.colormap)
     on = rgba[..., 3] > 0
     assert tuple(int(c) for c in rgba[on][0, :3]) == tuple(int(o.lesion_colour[i:i + 2], 16) for i in (1, 3, 5))
@@ -97,8 +97,9 @@ def test_choosing_a_lesion_gives_the_differential_of_its_crop_and_back(make_wind
 
 
 def test_plain_skin_says_no_lesion_was_found(make_window, qtbot, tmp_path: Path) -> None:
-    rgb = load_image(PHOTO)
-    mask = load_mask(DATA / "masks" / "PAT_1022_115_132.png", rgb.shape[:2])
+    """A lesion-free skin quadrant of a real photo (tests/engine/test_lesions.py, PLAIN_SKIN), as a photo."""
+    rgb = load_image(DATA / "images" / "PAT_1177_633_705.jpg")
+    mask = load_mask(DATA / "masks" / "PAT_1177_633_705.png", rgb.shape[:2])
     ys, xs = np.nonzero(mask)
     h, w = mask.shape
     y0 = 0 if ys.mean() > h / 2 else h // 2
