@@ -151,7 +151,13 @@ class SqlAnnotationStore:
                 raise self._fail(f"the project (schema {version}) must be upgraded to {S.SCHEMA_VERSION}, "
                                  "but it is read-only") from exc
             raise self._fail(f"not a readable annotation project ({exc.orig})") from exc
-        self._load()
+        except UnicodeDecodeError as exc:  # sqlite3 decoding a "malformed schema" message that quotes bad bytes
+            raise self._fail("damaged annotation project: its stored schema is not valid text") from exc
+        try:
+            self._load()
+        except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError: pages fine, JSON not
+            self.engine.dispose()
+            raise self._fail(f"damaged annotation project: its label schema cannot be read ({exc})") from exc
         return self
 
     def _write_schema(self, conn: Connection, taxonomy: Taxonomy) -> None:

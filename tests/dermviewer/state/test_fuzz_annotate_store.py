@@ -5,14 +5,13 @@ annotator), as a crash, a bad disk or a half-copied file leaves it.
 SQLite files are mutated as bytes (the 100-byte file header and the first pages favoured, where the schema
 lives). The property: ``open_store`` returns a project or raises
 :class:`~dermviewer.state.annotate.ProjectError` naming the file; nothing else escapes, nothing hangs.
-Two escapes it found are pinned by strict xfails here until the store's owners fix them (KNOWN_ESCAPES).
+Two escapes it found (a non-UTF-8 schema, damaged label-schema JSON) are fixed and pinned by the tests below.
 """
 
 from __future__ import annotations
 
 import csv
 import itertools
-import json
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from tests.dermviewer.conftest import DATA
 from tests.fuzzing import Blob, budget, check_loader, mutated_bytes
 
 _names = itertools.count()
-KNOWN_ESCAPES = (UnicodeDecodeError, json.JSONDecodeError)  # the strict xfails below: reported, not ours to change
+KNOWN_ESCAPES: tuple[type[BaseException], ...] = ()  # the two escapes it found are fixed (tests below)
 
 
 def _small_manifest(folder: Path, n: int = 6) -> Path:
@@ -75,13 +74,9 @@ def test_fuzz_open_store_raises_only_project_error(project_blob: Blob, tmp_path_
         store.close()
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason=(
-    "known bug, found by the fuzz test above: sqlite3 decodes SQLite's 'malformed database schema' message, "
-    "which quotes the damaged bytes, and the UnicodeDecodeError escapes the SQLite engine's connect listener "
-    "(store.py's _sqlite_engine; sqlite_file.py in the annotate work in progress, whose owners change these files)"))
 def test_a_project_whose_schema_text_is_not_utf8_raises_project_error(project_blob: Blob, tmp_path: Path) -> None:
     """One byte of the stored CREATE TABLE statement made invalid UTF-8, as a bad sector or bit rot leaves it.
-    When this passes, drop the xfail and KNOWN_ESCAPES."""
+    Found by the fuzz test above: the UnicodeDecodeError escaped the SQLite engine's connect listener."""
     blob = bytearray(project_blob)
     blob[blob.index(b"CREATE TABLE photos") + 2] = 0xC5
     path = tmp_path / "damaged.dvproj"
@@ -91,14 +86,9 @@ def test_a_project_whose_schema_text_is_not_utf8_raises_project_error(project_bl
     assert info.value.path == path
 
 
-@pytest.mark.xfail(strict=True, raises=json.JSONDecodeError,
-                   reason="known bug, found by the fuzz test above: SqlAnnotationStore._load parses label_schema."
-                          "choices_json after the integrity check (which checks pages, not JSON), and the "
-                          "JSONDecodeError escapes open_store (dermviewer/state/annotate/store.py, owned by the "
-                          "annotate work)")
 def test_a_project_whose_label_schema_is_not_json_raises_project_error(project_blob: Blob, tmp_path: Path) -> None:
     """The stored choices of the disease field damaged (``[[`` -> ``{[``), the pages still consistent.
-    When this passes, drop the xfail and json.JSONDecodeError from KNOWN_ESCAPES."""
+    Found by the fuzz test above: the integrity check passes (pages are fine) and the JSON did not parse."""
     blob = bytearray(project_blob)
     blob[blob.index(b'[["ACK"')] = ord("{")
     path = tmp_path / "damaged.dvproj"
