@@ -13,6 +13,7 @@ import getpass
 import html
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
@@ -272,7 +273,8 @@ class AnnotatePanel(PanelReview, PanelOverlay, PanelCommands, QWidget):
         self.form.addWidget(QLabel("<b>Field</b>"), 0, 0)
         self.form.addWidget(QLabel("<b>Label</b>"), 0, 1)
         self.form.addWidget(QLabel("<b>Model</b>"), 0, 2)
-        rows = [(f.field, f.field.removeprefix("attr:")) for f in self.session.fields] + [(UNUSABLE, "unusable")]
+        rows = [(f.field, f.field.removeprefix("attr:")) for f in self.session.fields] + [(UNUSABLE, "unusable"),
+                                                                                        (OUTLINE, "outline")]
         for r, (field, name) in enumerate(rows, 1):
             self.form.addWidget(QLabel(name), r, 0)
             v = QLabel("")
@@ -296,6 +298,7 @@ class AnnotatePanel(PanelReview, PanelOverlay, PanelCommands, QWidget):
             rgb = None
         self.canvas.set_photo(rgb, self.shown_outline())
         self._predict_live()
+        self._find_outline(rgb)
         self.list.blockSignals(True)
         item = self.items.get(s.index)
         if item is not None:
@@ -304,6 +307,23 @@ class AnnotatePanel(PanelReview, PanelOverlay, PanelCommands, QWidget):
                 self.items[j].setSelected(True)
         self.list.blockSignals(False)
         self._show_values()
+
+    def _find_outline(self, rgb: np.ndarray | None) -> None:
+        """A photo without an outline gets the lesion finder's as the suggestion (Alt+O accepts it), found on
+        the interactive lane; a result for a photo no longer shown is kept for when it is shown again."""
+        s, lesions = self.session, getattr(self.state, "lesions", None)
+        if s is None or rgb is None or self.jobs is None or lesions is None or not lesions.available:
+            return
+        if not s.needs_found_outline():
+            return
+        key = s.current.key
+
+        def done(found: object) -> None:
+            if self.session is s:
+                s.set_found_outline(key, None if found is None else found.mask)  # type: ignore[attr-defined]
+
+        self.jobs.run(lambda: lesions.find(rgb), Lane.INTERACTIVE, on_result=done,  # type: ignore[attr-defined]
+                      on_error=lambda exc: self.message.emit("warning", f"no lesion outline suggested: {exc}"))
 
     def _predict_live(self) -> None:
         """A photo without an out-of-fold prediction gets the loaded model's, on the interactive lane; a result
@@ -327,8 +347,16 @@ class AnnotatePanel(PanelReview, PanelOverlay, PanelCommands, QWidget):
         s = self.session
         assert s is not None
         for field, lab in self.value_labels.items():
+            if field == OUTLINE:
+                lab.setText("drawn" if s.outline() is not None else "—")
+                continue
             v = s.value(field)
             lab.setText(v if v else ("usable" if field == UNUSABLE else "—"))
+        if OUTLINE in self.suggest_labels:
+            found = s.found_outline()
+            known = s.current.key in s.found
+            self.suggest_labels[OUTLINE].setText(
+                "" if not known else "no lesion found" if found is None else "found (Alt+O accepts)")
         for head in ("disease", "body_part"):
             if head in self.suggest_labels:
                 sug = s.suggestion(head)

@@ -14,6 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from dermviewer.state.annotate.errors import ProjectWriteError
 from dermviewer.state.annotate.outline import Outline
 from dermviewer.state.annotate.ranking import OofPredictions
@@ -46,6 +49,7 @@ def default_keymap(session_fields: list[tuple[str, list[tuple[str, str]]]]) -> d
         "Ctrl+0": KeyAction("usable", text="usable again (clear the unusable mark)"),
         "Ctrl+L": KeyAction("overlay", text="show / hide the model's attention (LSM map, selected tokens)"),
         "Ctrl+R": KeyAction("review", text="review another annotator's changes (A accept, R reject, N next)"),
+        "Alt+O": KeyAction("accept_outline", text="accept the lesion finder's outline (then edit it)"),
     }
     for i, reason in enumerate(UNUSABLE_REASONS, 1):
         keys[f"Ctrl+{i}"] = KeyAction("unusable", UNUSABLE, reason, f"mark unusable: {reason}")
@@ -100,6 +104,7 @@ class AnnotateSession:
         self.selection: list[int] = []  # extra photos a label applies to (bulk relabel); empty = current only
         self.values = store.values(annotator)
         self.live: dict[str, dict[str, tuple[str, float]]] = {}  # key -> head -> (code, probability)
+        self.found: dict[str, Outline | None] = {}  # key -> the lesion finder's outline (None: it found none)
         defaults = default_keymap([(f.field, f.choices) for f in self.fields])
         self.keymap, self.problems = load_keymap(defaults, keymap_path)
         self.save_state, self.save_detail, self.last_saved_at = "saved", "", 0.0
@@ -130,6 +135,25 @@ class AnnotateSession:
         """True when the current photo has no out-of-fold prediction and no live one yet."""
         key = self.current.key
         return key not in self.live and (self.oof is None or self.oof.suggestion(key, "disease") is None)
+
+    def needs_found_outline(self) -> bool:
+        """True when the current photo has no outline of this annotator and the lesion finder has not run on it."""
+        return self.current.key not in self.found and self.outline() is None
+
+    def set_found_outline(self, key: str, mask: npt.NDArray[np.bool_] | None) -> None:
+        """Keep the lesion finder's outline of a photo (every lesion it found, in the photo's frame)."""
+        self.found[key] = None if mask is None or not mask.any() else Outline.from_mask(mask)
+        if key == self.current.key:
+            self.changed.emit({key}, {OUTLINE})
+
+    def found_outline(self) -> Outline | None:
+        return self.found.get(self.current.key)
+
+    def accept_found_outline(self) -> bool:
+        """The lesion finder's outline becomes this photo's outline (saved and audited like a drawn one; the
+        annotator edits it from there). False when there is none."""
+        found = self.found_outline()
+        return found is not None and self.set_outline(found)
 
     def clear_live(self) -> None:
         """Forget the live predictions: they came from a model that is no longer loaded."""
@@ -240,6 +264,8 @@ class AnnotateSession:
             self.go(self.index - 1)
         elif a.action == "accept":
             self.accept_suggestion()
+        elif a.action == "accept_outline":
+            self.accept_found_outline()
         elif a.action == "unusable":
             self.set_value(UNUSABLE, a.value)
         elif a.action == "usable":
