@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 
-.PHONY: run test lint sysdeps clean screenshot
+.PHONY: run test lint sysdeps clean screenshot package
 
 $(STAMP): pyproject.toml requirements/torch.txt requirements/constraints.txt
 	@bash packaging/sysdeps.sh
@@ -30,6 +30,11 @@ test: lint
 
 screenshot: $(STAMP)
 	xvfb-run -a $(BIN)/python tests/screenshot.py
+
+# Linux desktop build, dist/dermviewer/ (PyInstaller, packaging/build.sh): run before each release, not in CI.
+package: $(STAMP)
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[dev,package]"
+	bash packaging/build.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
