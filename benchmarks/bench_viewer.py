@@ -1,9 +1,11 @@
 """Viewer latency figures (printed, never asserted): open-to-differential, open-to-overlay, slider-to-update,
-Grad-CAM latency, canvas repaint on a 4000x3000 photo, the longest UI event-loop stall while inference
-runs (a 5 ms QTimer records the gaps between its ticks), and one interactive prediction while a folder run
-is going (the thread budget: interactive work must not wait behind, or fight with, the batch lane).
+Grad-CAM latency, canvas repaint on a 4000x3000 photo, one interactive prediction while a folder run is going
+(the thread budget: interactive work must not wait behind, or fight with, the batch lane), and the longest UI
+event-loop stall (a 5 ms QTimer records the gaps between its ticks) during each long job of the one window:
+a folder run, a dataset evaluation and a robustness sweep in the research mode, and the review's severity sweep.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_viewer.py [--folder N] [--only-contention]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_viewer.py [--folder N] [--eval-photos N]
+        [--sweep-photos N] [--only-contention | --only-stalls]
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "pad_ufes_20" / "images"
+SPEC = ROOT / "configs" / "data" / "pad_ufes_20.yaml"
 
 
 class StallMeter:
@@ -46,6 +50,87 @@ class StallMeter:
     def stop(self) -> float:
         self.timer.stop()
         return max(self.gaps, default=0.0)
+
+
+@dataclass(frozen=True)
+class Stall:
+    """The event loop's gaps while one job ran, from its start to its last result on screen."""
+
+    job: str
+    seconds: float
+    gaps: list[float]
+
+    def row(self) -> str:
+        g = sorted(self.gaps)
+        p99 = g[int(0.99 * (len(g) - 1))] if g else float("nan")
+        return (f"  {self.job:62s} {self.seconds:7.1f} s {len(g):6d} {statistics.median(g) if g else 0:7.1f} "
+                f"{p99:7.1f} {max(g, default=0.0):8.1f}   {sum(x > 100 for x in g):3d}")
+
+
+def print_stalls(stalls: list[Stall]) -> None:
+    print("longest UI event-loop stall during each long job (5 ms heartbeat; gaps in ms):")
+    print(f"  {'job':62s} {'wall':>9s} {'ticks':>6s} {'median':>7s} {'p99':>7s} {'longest':>8s}  >100 ms")
+    for s in stalls:
+        print(s.row())
+
+
+def measure(app, meter: StallMeter, job: str, start, finished, timeout: float = 900) -> Stall:
+    """Start a job with ``start()`` and run the event loop until ``finished()``, the heartbeat going."""
+    meter.start()
+    t0 = time.perf_counter()
+    start()
+    wait(app, finished, timeout=timeout)
+    seconds = time.perf_counter() - t0
+    meter.stop()
+    return Stall(job, seconds, list(meter.gaps))
+
+
+def research_stalls(app, win, meter: StallMeter, tmp: Path, eval_photos: int, sweep_photos: int) -> list[Stall]:
+    """The research mode of the same window: evaluate ``eval_photos`` photos of the spec with an empty cache
+    (every photo predicted, metrics and gallery filled as results arrive), then a robustness sweep of every
+    corruption at levels 1-5 over ``sweep_photos`` of them, the Robustness tab on screen."""
+    from dermviewer.state.app_state import Mode
+    from dermviewer.state.research.dataset import open_manifest
+
+    win.set_mode(Mode.RESEARCH)
+    panel = win.research_panel
+    wait(app, lambda: panel.session.result is not None and not panel.batch.running, timeout=300)  # its OOF file
+    panel.cache_dir = tmp / "evaluation-cache"  # empty: nothing is served from the user's cache
+    panel.session.set_dataset(open_manifest(SPEC, taxonomy=win.state.model.predictor.bundle.taxonomy,
+                                            limit=eval_photos))
+    app.processEvents()
+    out = [measure(app, meter, f"dataset evaluation (research, {eval_photos} photos)", panel.evaluate,
+                   lambda: not panel.batch.running)]
+    if panel.session.result is None or not panel.session.result.done.all():
+        raise SystemExit("the evaluation did not finish")
+    panel.tabs.setCurrentWidget(panel.robustness)
+    panel.robustness.n_photos.setValue(sweep_photos)
+    corruptions = sum(cb.isChecked() for cb in panel.robustness.checks.values())
+    out.append(measure(app, meter, f"robustness sweep (research, {sweep_photos} photos x {corruptions} "
+                       "corruptions x 5)", panel.robustness.run.click, lambda: not panel.batch.running))
+    win.set_mode(Mode.REVIEW)
+    return out
+
+
+def severity_sweep_stall(app, win, meter: StallMeter, photo: Path) -> Stall:
+    """The review's "Sweep severities" on one photo (25 predictions), its plot on screen and redrawn."""
+    win.state.cases.clear()
+    time_signal(app, win.controller.case_shown, lambda: win.controller.open_paths([photo]))  # the sweep's photo
+    t0 = time.perf_counter()
+    wait(app, lambda: time.perf_counter() - t0 > 3)  # its overlays and Grad-CAM drawn: the sweep queues alone
+    win.tabs.setCurrentIndex(1)  # What-if: builds the plot the sweep draws into
+    app.processEvents()
+    done: list[int] = []
+    messages: list[str] = []
+    win.controller.sweep_finished.connect(lambda: done.append(1))
+    win.state.message.connect(lambda _level, text: messages.append(text))
+    out = measure(app, meter, "severity sweep (review, 1 photo x 5 corruptions x 5)", win.whatif_panel.sweep.click,
+                  lambda: bool(done))
+    result = win.controller.coordinator.sweep_result
+    points = sum(len(c) - 1 for c in result.curves.values()) if result is not None else 0
+    if points != 25:
+        raise SystemExit(f"the severity sweep gave {points} of 25 points: {messages}")
+    return out
 
 
 def wait(app, cond, timeout: float = 60.0) -> float:
@@ -127,12 +212,35 @@ def print_contention(c: dict[str, list[float]]) -> None:
             print(f"  {label:56s} {'-':>10s}  (the folder run ended first)")
 
 
+def stalls(app, win, photos: list[Path], big: Path, tmp: Path, args: argparse.Namespace) -> list[Stall]:
+    """The event loop's longest gaps during the folder run (with the 4000x3000 photo's analysis in flight), a
+    dataset evaluation and a robustness sweep in the research mode, and the review's severity sweep."""
+    folder = tmp / "folder"
+    folder.mkdir(exist_ok=True)
+    for p in photos[10 : 10 + args.folder]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    win.state.cases.clear()
+    meter = StallMeter()
+    done: list[int] = []
+    win.controller.folder_finished.connect(lambda: done.append(1))
+    out = [measure(app, meter, f"folder run ({args.folder} photos + the 4000x3000 photo opened)",
+                   lambda: win.controller.open_paths([folder, big]), lambda: bool(done), timeout=600)]
+    out += research_stalls(app, win, meter, tmp, args.eval_photos, max(args.sweep_photos, 6))
+    out.append(severity_sweep_stall(app, win, meter, photos[3]))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--folder", type=int, default=20, help="photos in the stall test's folder run")
-    ap.add_argument("--only-contention", action="store_true",
-                    help="only the interactive-prediction-during-a-folder-run figure")
+    ap.add_argument("--eval-photos", type=int, default=48, help="photos in the research evaluation's stall test")
+    ap.add_argument("--sweep-photos", type=int, default=6, help="photos in the research robustness sweep (min 6)")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--only-contention", action="store_true",
+                      help="only the interactive-prediction-during-a-folder-run figure")
+    only.add_argument("--only-stalls", action="store_true",
+                      help="only the event-loop stalls during a folder run, an evaluation and the sweeps")
     args = ap.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("DERMVIEWER_CONFIG_DIR", tempfile.mkdtemp(prefix="dv-bench-"))
@@ -169,13 +277,17 @@ def main() -> int:
 
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, torch intra-op threads "
           f"{torch.get_num_threads()}")
+    big = tmp / "big_4000x3000.png"
+    save_image(big, cv2.resize(load_image(photos[0]), (4000, 3000), interpolation=cv2.INTER_CUBIC))
+    if args.only_stalls:
+        print_stalls(stalls(app, win, photos, big, tmp, args))
+        win.close()
+        return 0
     contention = interactive_during_folder_run(app, win, photos, tmp, args.repeats, max(args.folder, 30))
     if args.only_contention:
         print_contention(contention)
         win.close()
         return 0
-    big = tmp / "big_4000x3000.png"
-    save_image(big, cv2.resize(load_image(photos[0]), (4000, 3000), interpolation=cv2.INTER_CUBIC))
     rows: list[tuple[str, list[float]]] = []
     for label, sources in (("300x300 PAD-UFES-20", photos[1 : 1 + args.repeats]), ("4000x3000", [big] * 1)):
         diff, over = [], []
@@ -218,26 +330,11 @@ def main() -> int:
           for i in range(args.repeats)]
     rows.append(("click-to-Grad-CAM (4000x3000 photo on screen)", ts))
 
-    # longest event-loop stall while a folder run and the current photo's analysis are in flight
-    folder = tmp / "folder"
-    folder.mkdir()
-    for p in photos[10 : 10 + args.folder]:
-        (folder / p.name).write_bytes(p.read_bytes())
-    win.state.cases.clear()
-    meter = StallMeter()
-    done = []
-    win.controller.folder_finished.connect(lambda: done.append(1))
-    meter.start()
-    win.controller.open_paths([folder, big])
-    wait(app, lambda: bool(done), timeout=300)
-    worst = meter.stop()
-    gaps = meter.gaps
+    found = stalls(app, win, photos, big, tmp, args)
     print(f"{'measure':58s} {'median ms':>10s} {'max ms':>10s}")
     for name, vals in rows:
         print(f"{name:58s} {statistics.median(vals):10.1f} {max(vals):10.1f}")
-    print(f"{'longest UI stall during folder run (' + str(args.folder) + ' photos + 4000x3000 open)':58s} "
-          f"{statistics.median(gaps):10.1f} {worst:10.1f}")
-    print(f"ticks: {len(gaps)}, gaps > 50 ms: {sum(g > 50 for g in gaps)}, > 100 ms: {sum(g > 100 for g in gaps)}")
+    print_stalls(found)
     print_contention(contention)
     win.close()
     return 0
