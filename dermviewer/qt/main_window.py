@@ -294,6 +294,7 @@ class MainWindow(QMainWindow):
         cases = self.state.cases
         for sig in (self.state.view_changed, self.state.whatif_changed, self.state.overlays_changed,
                     self.state.model_changed, self.state.message, cases.added, cases.changed,
-                    cases.current_changed, cases.cleared):
+                    cases.current_changed, cases.cleared,
+                    self.state.model.explainer_changed):  # torch may finish loading after the window is gone
             sig.disconnect()
         super().closeEvent(event)
