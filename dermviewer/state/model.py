@@ -261,7 +261,15 @@ class ModelHost:
             p = self.predictor
         if p.backend_name != "torch":
             import importlib
+            import sys
 
+            if "matplotlib.pyplot" not in sys.modules:
+                # pytorch_grad_cam imports pyplot; on this thread, with Qt loaded, pyplot would pick a Qt
+                # backend and touch the application from outside the UI thread (a fresh clone's suite aborted
+                # in the event loop while this ran). The app's plots embed matplotlib's Qt canvas directly.
+                import matplotlib
+
+                matplotlib.use("Agg")
             for name in EXPLAIN_MODULES:
                 importlib.import_module(name)
             self._set_torch_threads()
