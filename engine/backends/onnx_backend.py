@@ -83,11 +83,16 @@ def read_onnx(source: str | Path | bytes) -> OnnxFile:
     except (onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise ExportError(f"not a valid ONNX model (truncated or corrupted?): {first}", path) from exc
-    meta = {p.key: p.value for p in model.metadata_props}
-    missing = [k for k in (META_BUNDLE, META_SHA256) if k not in meta]
-    if missing:
-        raise ExportError(f"no DermViewer metadata ({', '.join(missing)}): not from DermViewer, or stripped", path)
-    if model_sha256(model) != meta[META_SHA256]:
+    try:  # protobuf checks a string field's UTF-8 only when it is read or written back
+        meta = {p.key: p.value for p in model.metadata_props}
+        missing = [k for k in (META_BUNDLE, META_SHA256) if k not in meta]
+        if missing:
+            raise ExportError(f"no DermViewer metadata ({', '.join(missing)}): not from DermViewer, or stripped",
+                              path)
+        checksum = model_sha256(model)
+    except UnicodeError as exc:
+        raise ExportError("metadata is not valid UTF-8 text: the file was modified or corrupted", path) from exc
+    if checksum != meta[META_SHA256]:
         raise ExportError("checksum mismatch: the file was modified or corrupted", path)
     try:
         header = json.loads(meta[META_BUNDLE])

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from engine.backends.onnx_backend import read_onnx
-from engine.backends.onnx_format import META_BUNDLE, META_WEIGHTS_SHA256
+from engine.backends.onnx_format import META_BUNDLE, META_SHA256, META_WEIGHTS_SHA256
 from engine.bundle import load_bundle, read_bundle_header
+from engine.errors import ExportError
 from engine.export import export_onnx
 from engine.export.onnx_export import stamp_metadata
 from engine.imageio import load_image, read_image_info
@@ -193,3 +194,16 @@ def test_fuzz_onnx_restamped_edits_raise_only_export_error(onnx_blob: bytes,
         model.ir_version = data.draw(st.integers(-1, 20))
     stamp_metadata(model, header, meta[META_WEIGHTS_SHA256], "fp32")
     _check_onnx(model.SerializeToString(), tmp_path_factory.getbasetemp() / "fuzz_restamped.onnx")
+
+
+def test_onnx_metadata_that_is_not_utf8_is_an_export_error(onnx_blob: bytes, tmp_path: Path) -> None:
+    """Found by the byte fuzzer: protobuf parses a metadata value whose bytes are not UTF-8 and fails only
+    when the checksum step writes it back (UnicodeDecodeError escaped read_onnx)."""
+    checksum = {p.key: p.value for p in onnx.load_model_from_string(bytes(onnx_blob)).metadata_props}
+    digest = checksum[META_SHA256].encode()
+    at = bytes(onnx_blob).rindex(digest)
+    blob = bytes(onnx_blob)[:at] + b"\x80" + bytes(onnx_blob)[at + 1:]
+    path = tmp_path / "not_utf8.onnx"
+    path.write_bytes(blob)
+    with pytest.raises(ExportError, match=r"not_utf8\.onnx"):
+        read_onnx(path)
