@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 from dermviewer.qt.full_resolution import install_full_resolution
 from dermviewer.qt.main_window import MainWindow
 from dermviewer.qt.menus import build_menus, load_model_file
+from dermviewer.qt.ui_gc import install_ui_garbage_collector
 from dermviewer.state.app_state import AppState
 from dermviewer.state.model import resolve_model_choice
 from dermviewer.state.settings import Settings
@@ -33,6 +34,7 @@ def create_window(photos: Sequence[str | Path] = (), model: str | Path | None = 
     notes: list[str] = []
     if settings is None:
         settings, notes = Settings.load_with_messages()
+    install_ui_garbage_collector()  # before any worker starts: cycles are collected on this thread only
     state = AppState(settings)
     model_path = resolve_model_choice(model) if model else state.settings.model_path
     if not model_path or not Path(model_path).exists():

@@ -105,6 +105,9 @@ class QtExecutor(QObject):
             pool.setObjectName(f"lane_{lane.name.lower()}")
             self.pools[lane] = pool
         self._active: list[QtJobHandle] = []
+        # The worker that ended last on each lane: released only when the next one on that lane ends (or
+        # at shutdown), i.e. once its thread has certainly left run(), so it is freed here, on the UI thread.
+        self._retired: dict[Lane, GeneratorWorker] = {}
         self._closed = False
 
     @property
@@ -145,6 +148,9 @@ class QtExecutor(QObject):
                 raise _JobFailed(exc) from exc
 
         worker = create_worker(work, _start_thread=False, _ignore_errors=True, _worker_class=_LaneWorker)
+        # Python owns the worker, not the pool: an auto-deleted QRunnable is destroyed on the lane's thread,
+        # and with it the worker's signal object (a UI-thread QObject) and the slots of its queued signals.
+        worker.setAutoDelete(False)
         handle.worker = worker
 
         def live() -> bool:
@@ -165,7 +171,9 @@ class QtExecutor(QObject):
 
     def _ended(self, handle: QtJobHandle) -> None:
         handle._finished = True
-        gen, handle.generator, handle.worker = handle.generator, None, None
+        gen, worker, handle.generator, handle.worker = handle.generator, handle.worker, None, None
+        if worker is not None:  # the single-thread lane ran this worker after the previous one returned
+            self._retired[handle.lane] = worker
         if gen is not None and hasattr(gen, "close"):
             gen.close()  # an aborted job's generator is suspended mid-way: let its cleanup run now
         if self._closed:  # a late queued signal after shutdown: nothing left to tell
@@ -184,4 +192,6 @@ class QtExecutor(QObject):
         self.cancel_all()
         ok = all(pool.waitForDone(timeout_ms) for pool in self.pools.values())
         self._active.clear()
+        if ok:  # every run() has returned: the workers can go
+            self._retired.clear()
         return ok

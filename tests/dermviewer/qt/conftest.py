@@ -15,7 +15,18 @@ from PySide6.QtWidgets import QApplication
 
 from dermviewer.qt.app import create_window
 from dermviewer.qt.main_window import MainWindow
+from dermviewer.qt.ui_gc import UiGarbageCollector
 from dermviewer.state.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _ui_gc_back_to_automatic(qapp: QApplication) -> Iterator[None]:
+    """A window turns automatic garbage collection off (dermviewer.qt.ui_gc); after each test, once its
+    windows are gone, collect here and turn it back on, so tests without an event loop still collect."""
+    yield
+    for collector in qapp.findChildren(UiGarbageCollector):
+        collector.stop()
+        collector.deleteLater()
 
 
 def _top_level_names() -> set[str]:
