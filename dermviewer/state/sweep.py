@@ -37,6 +37,11 @@ class SweepResult:
         pts = self.curves.get(corruption, [])
         return [p.level for p in pts], [p.probability for p in pts]
 
+    @property
+    def complete(self) -> bool:
+        """Every corruption has its clean point and one per level."""
+        return all(len(self.curves.get(name, [])) == len(LEVELS) + 1 for name in SWEEP_CORRUPTIONS)
+
 
 def run_sweep(predictor: Predictor, rgb: np.ndarray, seed: int = 0,
               cancelled: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, int, SweepResult]]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dermviewer.qt.sweep_plot import EMPTY_TITLE, LABELS, SweepPlot
-from dermviewer.state.sweep import SWEEP_CORRUPTIONS, run_sweep
+from dermviewer.qt.sweep_plot import EMPTY_TITLE, LABELS, PARTIAL_REDRAW_S, SweepPlot
+from dermviewer.state.sweep import SWEEP_CORRUPTIONS, SweepResult, run_sweep
 from engine.imageio import load_image
 
 
@@ -39,3 +39,31 @@ def test_plot_draws_every_corruption_of_a_real_sweep_and_clears(qtbot, predictor
     assert plot.result is None
     assert all(len(line.get_xdata()) == 0 for line in plot.lines.values())
     assert plot.ax.get_title() == EMPTY_TITLE
+
+
+def test_a_burst_of_partial_results_is_drawn_a_few_times_and_the_last_at_once(qtbot, predictor, photo: Path) -> None:
+    """Issue 16's stall figure: each of a sweep's 25 partial results redrew the canvas on the UI thread. Now
+    partial results arriving faster than PARTIAL_REDRAW_S share one redraw; the complete one is drawn at once."""
+    *_, (_, _, full) = run_sweep(predictor, load_image(photo))
+    partials = []
+    for name_i in range(len(SWEEP_CORRUPTIONS)):  # the sweep's order: one corruption's levels after another
+        for level in range(1, 6):
+            curves = {n: full.curves[n][: (6 if i < name_i else level + 1 if i == name_i else 1)]
+                      for i, n in enumerate(SWEEP_CORRUPTIONS)}
+            partials.append(SweepResult(full.target_code, full.target_name, curves))
+    assert [p.complete for p in partials] == [False] * 24 + [True]
+    plot = SweepPlot()
+    qtbot.addWidget(plot)
+    plot.resize(420, 300)
+    plot.show()
+    qtbot.waitUntil(lambda: plot.draws >= 1)  # the first paint
+    start = plot.draws
+    for p in partials[:-1]:
+        plot.show_result(p)
+        qtbot.wait(5)  # 24 results within about 0.15 s, each with the event loop turning
+    assert plot.draws - start <= 2
+    qtbot.waitUntil(lambda: plot.draws - start >= 1, timeout=int(PARTIAL_REDRAW_S * 1000) + 500)  # not lost
+    before_last = plot.draws
+    plot.show_result(partials[-1])
+    qtbot.waitUntil(lambda: plot.draws > before_last, timeout=200)
+    assert list(plot.lines[SWEEP_CORRUPTIONS[-1]].get_xdata()) == [0, 1, 2, 3, 4, 5]
