@@ -14,7 +14,7 @@ import html
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -78,6 +78,7 @@ class AnnotatePanel(PanelReview, PanelOverlay, PanelCommands, QWidget):
         super().__init__(parent)
         self.setObjectName("annotate_panel")
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.installEventFilter(self)  # the panel's key bindings over the window's shortcuts: eventFilter
         self.state, self.jobs = state, jobs
         self.session: AnnotateSession | None = None
         self.undo_stack = QUndoStack(self)
@@ -412,15 +413,19 @@ class AnnotatePanel(PanelReview, PanelOverlay, PanelCommands, QWidget):
         seq = QKeySequence(event.keyCombination()).toString(QKeySequence.SequenceFormat.PortableText)
         return [seq] + ([event.text()] if event.text() and event.text().isprintable() else [])
 
-    def event(self, event: QEvent) -> bool:
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         """A key the panel binds wins over the window's shortcut for it ("1" is ACK here, not "actual size";
-        "F" face, not "fit"; "N" next change while reviewing, not the review mode's next photo)."""
-        if event.type() == QEvent.Type.ShortcutOverride and self.session is not None:
+        "F" face, not "fit"; "N" next change while reviewing, not the review mode's next photo).
+
+        A filter the panel installs on itself, not an ``event()`` override: an override also receives the
+        panel's own DeferredDelete, so the widget is destroyed inside a Python frame still using it; gdb
+        caught the test suite's segfault there (shiboken releasing a child layout's wrapper)."""
+        if (watched is self and event.type() == QEvent.Type.ShortcutOverride and self.session is not None):
             keys = self.key_string(event)  # type: ignore[arg-type]
             if any(k in self.session.keymap or (self.review is not None and k in REVIEW_KEYS) for k in keys):
                 event.accept()
                 return True
-        return super().event(event)
+        return False
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         s = self.session
