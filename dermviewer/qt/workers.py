@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
 from superqt.utils import GeneratorWorker, create_worker
 
 from dermviewer.state.executor import ComputeSlots, ErrorCallback, Job, Lane, ProgressCallback, ResultCallback
@@ -90,6 +90,40 @@ class QtJobHandle:
         return self._finished
 
 
+class _JobRelay(QObject):
+    """One job's callbacks on the UI thread, as slots of an object that lives there; gone once it ended."""
+
+    def __init__(self, executor: QtExecutor, handle: QtJobHandle, on_result: ResultCallback | None,
+                 on_error: ErrorCallback | None, on_progress: ProgressCallback | None) -> None:
+        super().__init__(executor)
+        self.executor, self.handle = executor, handle
+        self.on_result, self.on_error, self.on_progress = on_result, on_error, on_progress
+
+    def _live(self) -> bool:
+        return not (self.executor._closed or self.handle.cancelled)
+
+    @Slot(object)
+    def yielded(self, box: _Box) -> None:
+        if self.on_progress is not None and self._live():
+            self.on_progress(box.value)
+
+    @Slot(object)
+    def returned(self, box: _Box | None) -> None:
+        if self.on_result is not None and box is not None and self._live():
+            self.on_result(box.value)
+
+    @Slot(object)
+    def errored(self, exc: Exception) -> None:
+        if self.on_error is not None and self._live():
+            self.on_error(exc.original if isinstance(exc, _JobFailed) else exc)
+
+    @Slot()
+    def finished(self) -> None:  # the worker's last signal: nothing else is queued for this relay
+        self.executor._ended(self.handle)
+        self.on_result = self.on_error = self.on_progress = None
+        self.deleteLater()
+
+
 class QtExecutor(QObject):
     """One single-thread pool per lane; ``busy_changed(n)`` counts jobs submitted and not yet ended."""
 
@@ -153,17 +187,14 @@ class QtExecutor(QObject):
         worker.setAutoDelete(False)
         handle.worker = worker
 
-        def live() -> bool:
-            return not (self._closed or handle.cancelled)
-
-        if on_progress is not None:
-            worker.yielded.connect(lambda box: on_progress(box.value) if live() else None)
-        if on_result is not None:
-            worker.returned.connect(lambda box: on_result(box.value) if live() and box is not None else None)
-        if on_error is not None:
-            worker.errored.connect(
-                lambda exc: on_error(exc.original if isinstance(exc, _JobFailed) else exc) if live() else None)
-        worker.finished.connect(lambda: self._ended(handle))
+        # The worker's signals are emitted on the lane's thread: they go to slots of a QObject living on
+        # this one (queued), never to lambdas. PySide6 >= 6.8 mishandles a cross-thread signal connected to
+        # a plain callable (PYSIDE-3124); the suite segfaulted in wrapper teardown while a lane emitted.
+        relay = _JobRelay(self, handle, on_result, on_error, on_progress)
+        worker.yielded.connect(relay.yielded)
+        worker.returned.connect(relay.returned)
+        worker.errored.connect(relay.errored)
+        worker.finished.connect(relay.finished)
         self._active.append(handle)
         self.busy_changed.emit(len(self._active))
         self.pools[lane].start(worker)
