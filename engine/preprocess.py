@@ -6,6 +6,7 @@ the model's square input (PAD-UFES-20 photos are near-square crops), scale to [0
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 
 __all__ = ["INTERPOLATIONS", "PreprocessConfig", "preprocess", "preprocess_batch"]
 
+MIN_SIZE, MAX_SIZE = 16, 4096  # the model's square input side, in pixels
 INTERPOLATIONS = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 
 
@@ -26,10 +28,23 @@ class PreprocessConfig:
     tta_hflip: bool = False  # predict on the photo and its mirror image and average the probabilities
 
     def __post_init__(self) -> None:
+        """Every field checked: a bundle's header is user input, and an unchecked size or a zero std would
+        surface later as a memory blow-up in the resize or NaN probabilities, far from the file's name."""
+        if isinstance(self.img_size, bool) or not isinstance(self.img_size, int) \
+                or not MIN_SIZE <= self.img_size <= MAX_SIZE:
+            raise ValueError(f"img_size must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {self.img_size!r}")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}")
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if not isinstance(self.tta_hflip, bool):
+            raise ValueError(f"tta_hflip must be true or false, got {self.tta_hflip!r}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if isinstance(values, str | bytes) or len(values) != 3:
+                raise ValueError(f"{name} must be 3 numbers (R, G, B), got {values!r}")
+            floats = tuple(float(v) for v in values)
+            if not all(math.isfinite(v) for v in floats) or (name == "std" and min(floats) <= 0):
+                raise ValueError(f"{name} must be finite{' and positive' if name == 'std' else ''}, got {values!r}")
+            object.__setattr__(self, name, floats)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
