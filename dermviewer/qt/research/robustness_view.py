@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from dermviewer.qt.plot_throttle import ThrottledRedraw
 from dermviewer.qt.research.confusion import ConfusionMatrixWidget
 from dermviewer.qt.research.plotting import CLASS_COLOURS, PlotCanvas
 from dermviewer.state.research.robustness import SweepPoint, SweepProgress
@@ -26,13 +27,21 @@ from engine.corrupt import LEVELS, list_corruptions
 __all__ = ["RobustnessView"]
 
 
-class SweepCurves(PlotCanvas):
+class SweepCurves(ThrottledRedraw, PlotCanvas):
+    """Accuracy/BMA and flip-rate curves; a running sweep's partial points are replotted and redrawn at most
+    every ``PARTIAL_REDRAW_S`` (:mod:`dermviewer.qt.plot_throttle`), the last ones at once."""
+
     def __init__(self) -> None:
         super().__init__("robustness_curves", 5.0, 2.8, margins=(0.09, 0.98, 0.88, 0.17))
+        self.init_throttle()
         self.acc, self.flip = self.fig.subplots(1, 2)
         self.show_points([], None, None)
 
-    def show_points(self, points: list[SweepPoint], clean_acc: float | None, clean_bma: float | None) -> None:
+    def show_points(self, points: list[SweepPoint], clean_acc: float | None, clean_bma: float | None,
+                    final: bool = True) -> None:
+        self.request_redraw(final, lambda: self._plot(points, clean_acc, clean_bma))
+
+    def _plot(self, points: list[SweepPoint], clean_acc: float | None, clean_bma: float | None) -> None:
         for ax in (self.acc, self.flip):
             ax.clear()
             self.style(ax)
@@ -57,7 +66,6 @@ class SweepCurves(PlotCanvas):
             self.flip.plot(xs, flip, "-o", color=colour, markersize=3, label=label)
         if names:
             self.acc.legend(loc="lower left")
-        self.draw_idle()
 
 
 class RobustnessView(QWidget):
@@ -129,7 +137,7 @@ class RobustnessView(QWidget):
         if len(item.points) != len(self.points) or item.finished:
             self.points = item.points
             acc, bma = self.clean if self.clean else (None, None)
-            self.curves.show_points(self.points, acc, bma)
+            self.curves.show_points(self.points, acc, bma, final=item.finished)
             current = self.choice.currentText()
             self.choice.blockSignals(True)
             self.choice.clear()
