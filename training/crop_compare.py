@@ -129,8 +129,8 @@ def compare_crops(whole_oof: str | Path, crop_run: str | Path, out: str | Path, 
     summary = {name: summarize_folds(rows) for name, rows in per_fold.items()}
     lines = ["| Input | Disease macro-F1 (%) | BMA (%) |", "|---|---|---|"]
     for name, s in summary.items():
-        lines.append(f"| {name} | {format_mean_std(s['macro_f1'].mean, s['macro_f1'].std)} | "
-                     f"{format_mean_std(s['bma'].mean, s['bma'].std)} |")
+        lines.append(f"| {name} | {format_mean_std(s['macro_f1']['mean'], s['macro_f1']['std'])} | "
+                     f"{format_mean_std(s['bma']['mean'], s['bma']['std'])} |")
     result: dict[str, Any] = {"whole_oof": str(whole_oof), "crop_run": str(crop_run), "per_fold": per_fold,
                               "summary": summary}
     if originals is not None:
