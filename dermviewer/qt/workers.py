@@ -12,6 +12,8 @@ controller.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import inspect
 from collections.abc import Iterator
 from typing import Any
@@ -124,6 +126,22 @@ class _JobRelay(QObject):
         self.deleteLater()
 
 
+_LIVE: set[QtExecutor] = set()  # strong: a parented executor's wrapper may otherwise go while its lanes run
+
+
+@atexit.register
+def _shutdown_live_executors() -> None:
+    """At interpreter exit, stop and join every executor nobody shut down (a panel built on its own, say).
+
+    Python ends threads that still run Python code at finalisation by unwinding them through C++ frames;
+    one inside torch then aborts the process ("terminate called without an active exception", status 134:
+    gdb caught the explainer's daemon thread doing it after a test run that had passed, see
+    ``ModelHost.explainer_job``). Lanes are Qt threads Python does not join, so they are joined here."""
+    for executor in list(_LIVE):
+        with contextlib.suppress(RuntimeError):  # its Qt object is gone: its pools waited for their threads
+            executor.shutdown(timeout_ms=60_000)
+
+
 class QtExecutor(QObject):
     """One single-thread pool per lane; ``busy_changed(n)`` counts jobs submitted and not yet ended."""
 
@@ -138,6 +156,7 @@ class QtExecutor(QObject):
             pool.setMaxThreadCount(1)
             pool.setObjectName(f"lane_{lane.name.lower()}")
             self.pools[lane] = pool
+        _LIVE.add(self)
         self._active: list[QtJobHandle] = []
         # The worker that ended last on each lane: released only when the next one on that lane ends (or
         # at shutdown), i.e. once its thread has certainly left run(), so it is freed here, on the UI thread.
@@ -223,6 +242,7 @@ class QtExecutor(QObject):
         self.cancel_all()
         ok = all(pool.waitForDone(timeout_ms) for pool in self.pools.values())
         self._active.clear()
-        if ok:  # every run() has returned: the workers can go
+        if ok:  # every run() has returned: the workers can go, and exit has nothing to wait for
             self._retired.clear()
+            _LIVE.discard(self)
         return ok

@@ -246,7 +246,10 @@ class ModelHost:
             finally:
                 done.set()
 
-        threading.Thread(target=work, name="dermviewer-load-explainer", daemon=True).start()
+        # Not a daemon: Python joins it at exit. A daemon thread still building the model in torch when the
+        # interpreter finalises is unwound through torch's C++ frames, and the process aborts ("terminate
+        # called without an active exception", exit status 134, after a test run that had passed).
+        threading.Thread(target=work, name="dermviewer-load-explainer", daemon=False).start()
         while not done.wait(0.1):
             yield None
         if error:
