@@ -3,8 +3,9 @@
 Automatic collection starts in whichever thread happens to cross the allocation threshold, and here the
 threads that allocate most are the workers: torch inference, Grad-CAM, the explainer's imports. A cycle
 that holds a Qt wrapper (a lambda slot, a widget's Python subclass, a worker's signal object) collected on
-such a thread deletes or unregisters a Qt object from the wrong thread while the UI thread is painting or
-tearing widgets down: a segfault in shiboken's ``BindingManager`` that no Python traceback explains.
+such a thread would delete or unregister a Qt object from the wrong thread while the UI thread paints or
+tears widgets down. (One of the measures taken against the suite's segfaults in shiboken's
+``BindingManager``; on its own it did not stop them, see ``dermviewer.qt.workers``.)
 pyqtgraph ships the same remedy (``pyqtgraph.util.garbage_collector``): automatic collection off, and a
 timer on the UI thread that collects whenever the counts pass the thresholds Python would have used.
 """
