@@ -43,6 +43,17 @@ class TrainTransform:
         self.mean, self.std = mean, std
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        return self.with_lesion(rgb, None, rng)[0]
+
+    def with_lesion(self, rgb: np.ndarray, lesion: np.ndarray | None,
+                    rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The augmented photo and, when ``lesion`` (an ``(H, W)`` coverage in [0, 1] of ``rgb``'s frame) is
+        given, the lesion warped by the *same* rotation, crop and flips: ``(S, S)`` float32 in [0, 1].
+
+        The mask rides as a 4th uint8 channel through the geometry and leaves before the colour jitter and
+        normalisation; every random draw is the same with and without it, so the photo is identical either
+        way (the frozen-prefix cache and the LSM-to-mask loss's lesion grids stay in step).
+        """
         cfg = self.cfg
         if cfg.corruptions and cfg.corruption_p > 0 and rng.random() < cfg.corruption_p:
             from engine.corrupt import corrupt
@@ -51,6 +62,11 @@ class TrainTransform:
             level = int(cfg.corruption_levels[int(rng.integers(len(cfg.corruption_levels)))])
             rgb = corrupt(rgb, name, level=level, seed=int(rng.integers(2**31)))
         img = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
+        if lesion is not None:
+            if tuple(lesion.shape) != tuple(rgb.shape[:2]):
+                raise ValueError(f"lesion {tuple(lesion.shape)} is not of the photo's frame {tuple(rgb.shape[:2])}")
+            m = torch.from_numpy(np.round(np.clip(lesion, 0.0, 1.0) * 255.0).astype(np.uint8))
+            img = torch.cat([img, m[None]], dim=0)
         if cfg.rotation > 0:
             angle = float(rng.uniform(-cfg.rotation, cfg.rotation))
             img = TF.rotate(img, angle, interpolation=InterpolationMode.BILINEAR)
@@ -59,8 +75,9 @@ class TrainTransform:
             img = TF.horizontal_flip(img)
         if rng.random() < cfg.vflip:
             img = TF.vertical_flip(img)
-        img = self._colour(img, rng)
-        return normalize(img, self.mean, self.std)
+        warped = img[3].float().div_(255.0) if lesion is not None else None
+        img = self._colour(img[:3].contiguous(), rng)
+        return normalize(img, self.mean, self.std), warped
 
     def _crop(self, img: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         cfg, s = self.cfg, self.size

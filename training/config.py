@@ -63,6 +63,7 @@ class DataConfig:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     limit: int | None = None  # use only the first N packed images (smoke tests)
+    lesion_masks: str | None = None  # masks folder or CSV (engine.masks.MaskSource) for loss.lsm_mask_weight
 
 
 @dataclass
@@ -98,6 +99,9 @@ class LossConfig:
     )
     label_smoothing: float = 0.0
     class_weights: str = "none"  # "none" | "balanced" (inverse frequency on the disease head)
+    # Issue 11: weight of the LSM-to-mask loss (training/lsm_mask_loss.py) on photos with a lesion mask
+    # (data.lesion_masks); 0 = off. Needs optim.frozen_stages (the lesion grids ride with the cached views).
+    lsm_mask_weight: float = 0.0
 
 
 @dataclass

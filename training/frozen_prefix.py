@@ -33,7 +33,7 @@ from training.config import ExperimentConfig
 from training.data.dataset import PackDataset
 from training.data.pack import PackData
 
-__all__ = ["CachedViewDataset", "frozen_prefix", "prefix_restored", "prefix_slots", "view_cache"]
+__all__ = ["CachedViewDataset", "frozen_prefix", "prefix_restored", "prefix_slots", "view_cache", "view_cache_key"]
 
 
 def prefix_slots(model: nn.Module, stages: int) -> list[tuple[nn.Module, str]]:
@@ -75,6 +75,12 @@ def prefix_restored(model: nn.Module, stages: int, prefix: nn.Sequential) -> Ite
             setattr(parent, name, nn.Identity())
 
 
+def view_cache_key(cfg: ExperimentConfig, data: PackData, stem: str, img_size: int) -> str:
+    """The file stem of :func:`view_cache`'s cache (other per-view caches are kept beside it under it)."""
+    epochs = cfg.optim.frozen_views or cfg.train.epochs
+    return f"{stem}-{_key(cfg, data, stem, img_size, cfg.optim.frozen_stages, epochs)}"
+
+
 def _key(cfg: ExperimentConfig, data: PackData, stem: str, img_size: int, stages: int, epochs: int) -> str:
     blob = json.dumps({"stem": stem, "size": img_size, "stages": stages, "epochs": epochs, "seed": cfg.train.seed,
                        "augment": {k: v for k, v in vars(cfg.augment).items() if not k.startswith("context")},
@@ -87,8 +93,8 @@ def _key(cfg: ExperimentConfig, data: PackData, stem: str, img_size: int, stages
 def view_cache(cfg: ExperimentConfig, data: PackData, prefix: nn.Module, *, stem: str, img_size: int,
                cache_dir: Path, log: Any = print) -> np.ndarray:
     """``(epochs, N, C, h, w)`` fp16 features of every epoch's augmented view of every pack row."""
-    epochs, stages = cfg.optim.frozen_views or cfg.train.epochs, cfg.optim.frozen_stages
-    path = cache_dir / f"{stem}-{_key(cfg, data, stem, img_size, stages, epochs)}.npy"
+    epochs = cfg.optim.frozen_views or cfg.train.epochs
+    path = cache_dir / f"{view_cache_key(cfg, data, stem, img_size)}.npy"
     if path.is_file():
         log(f"frozen-prefix views: reusing {path}")
         return np.load(path, mmap_mode="r")
@@ -121,9 +127,19 @@ def view_cache(cfg: ExperimentConfig, data: PackData, prefix: nn.Module, *, stem
 class CachedViewDataset(PackDataset):
     """A training ``PackDataset`` whose pixels are the cached prefix features of the current epoch's view."""
 
-    def __init__(self, base: PackDataset, views: np.ndarray) -> None:
+    def __init__(self, base: PackDataset, views: np.ndarray, lesions: np.ndarray | None = None) -> None:
         self.__dict__.update(base.__dict__)
         self.views = views
+        if lesions is not None and (lesions.shape[0] != views.shape[0] or lesions.shape[1] != views.shape[1]):
+            raise ValueError(f"lesion grids {lesions.shape[:2]} do not match the views {views.shape[:2]}")
+        self.lesions = lesions  # (views, N, rows, cols) of training.lsm_mask_loss.lesion_view_grids, or None
 
     def pixels(self, i: int) -> torch.Tensor:
         return torch.from_numpy(np.asarray(self.views[self.epoch % len(self.views), i], dtype=np.float32))
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        item = super().__getitem__(k)
+        if self.lesions is not None:  # the lesion of the same view, on the token grid (NaN: no mask)
+            item["lesion"] = torch.from_numpy(
+                np.asarray(self.lesions[self.epoch % len(self.lesions), item["index"]], dtype=np.float32))
+        return item

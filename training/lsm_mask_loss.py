@@ -1,6 +1,7 @@
 """An auxiliary loss that pulls the Lesion Selection Module's scores toward the lesion (issue 11, item 4).
 
-A proposal, not wired in: whether it is kept is decided by a CV run showing it costs no accuracy.
+Wired in by ``loss.lsm_mask_weight`` > 0 with ``data.lesion_masks`` (a masks folder or CSV); whether
+a model keeps it is decided by a CV run showing it costs no accuracy (the model card says which).
 
 The LSM (DermImitFormer §2 Eq. 1) ranks patch tokens by the mutual attention ``s_n`` and keeps the
 top K; nothing in the classification loss says those tokens must be lesion. On photos that have a
@@ -14,30 +15,37 @@ It does not ask the scores to spread evenly over the lesion, only that their mas
 is what the hit rate of the top K measures. The gradient reaches the attention maps of the head's
 blocks (and, through them, the tokens), so it shapes *where the head attends*, not the classifier.
 
-Wiring (the Trainer takes ``extra_loss(model, out, batch)``):
+How the lesion reaches the loss:
 
-1. The dataset gives ``item["lesion"]``: the photo's mask warped by the *same* geometric
-   augmentation as the pixels (rotation, crop, flips of :class:`training.augment.TrainTransform`;
-   e.g. carried as a 4th channel through the geometry and split off before the colour jitter), then
-   :func:`lesion_cells` on the model's grid; a NaN grid for a photo without a mask. With
-   frozen-prefix training the cached views must keep their warped lesion grids beside them.
-2. ``Trainer._step`` passes ``batch["lesion"]`` in the dict it hands to ``extra_loss``.
-3. ``extra_loss=LsmMaskLoss(weight=0.1)`` in ``training.run.fit``; ``weight`` chosen by CV.
+1. :func:`pack_lesions` reads each pack row's mask (``engine.masks.MaskSource``) as its coverage of the
+   pack's squashed frame; rows without a mask are NaN.
+2. :func:`lesion_view_grids` replays, for every cached view of the frozen-prefix training
+   (``training.frozen_prefix``), the *same* augmentation the photo got (the mask rides as a 4th channel
+   through :meth:`training.augment.TrainTransform.with_lesion`) and reduces the warped mask to the
+   model's token grid (:func:`lesion_cells`).
+3. ``CachedViewDataset`` gives ``item["lesion"]``; the Trainer passes ``batch["lesion"]`` to
+   ``extra_loss``; :class:`LsmMaskLoss` applies the weight.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
+from engine.masks import MaskSource
 from engine.metrics.localisation import lesion_coverage
 
-__all__ = ["LsmMaskLoss", "lesion_cells", "lsm_mask_loss"]
+if TYPE_CHECKING:
+    from training.config import ExperimentConfig
+    from training.data.pack import PackData
+
+__all__ = ["LsmMaskLoss", "lesion_cells", "lesion_view_grids", "lsm_mask_loss", "pack_lesions"]
 
 
 def lesion_cells(mask: npt.ArrayLike | None, grid: tuple[int, int]) -> np.ndarray:
@@ -96,3 +104,56 @@ class LsmMaskLoss(nn.Module):
             anchor = next(iter(out.values()))
             return anchor.sum() * 0.0
         return self.weight * lsm_mask_loss(scores, torch.as_tensor(lesion), self.eps)
+
+
+def pack_lesions(data: PackData, masks: MaskSource | str | Path) -> list[np.ndarray | None]:
+    """Per pack row, its mask as coverage of the pack's squashed ``(size, size)`` frame, or None.
+
+    Masks are found by the row's id (``engine.masks.mask_key``), read at their own size and squashed as
+    the photo was (``engine.preprocess.resize_square``); a mask that is not of its photo's frame raises
+    ``engine.masks.MaskError`` naming the file.
+    """
+    source = masks if isinstance(masks, MaskSource) else MaskSource.open(masks)
+    out: list[np.ndarray | None] = []
+    for key in data.ids:
+        m = source.load(key) if key in source else None
+        out.append(None if m is None else np.asarray(lesion_coverage(m, (data.size, data.size)), dtype=np.float32))
+    return out
+
+
+def lesion_view_grids(cfg: ExperimentConfig, data: PackData, lesions: list[np.ndarray | None], *,
+                      img_size: int, grid: tuple[int, int], views: int, cache_dir: Path | None = None,
+                      key: str | None = None, log: Any = print) -> np.ndarray:
+    """``(views, N, rows, cols)`` float16: the lesion share of each token cell in each cached view.
+
+    View ``e`` of row ``i`` is the augmentation drawn from ``rng([train.seed, e, i])``, exactly as
+    ``training.frozen_prefix.view_cache`` draws it, so cell ``n`` of the grid is what token ``n`` of that
+    view sees. Rows without a mask are NaN. With ``cache_dir`` and ``key`` the grids are kept beside the
+    view cache (``<key>-lesion-<rows>x<cols>.npy``).
+    """
+    from training.augment import TrainTransform
+    from training.data.dataset import PackDataset
+
+    gh, gw = int(grid[0]), int(grid[1])
+    path = cache_dir / f"{key}-lesion-{gh}x{gw}.npy" if cache_dir is not None and key else None
+    if path is not None and path.is_file():
+        log(f"lesion grids: reusing {path}")
+        return np.load(path, mmap_mode="r")
+    if len(lesions) != len(data):
+        raise ValueError(f"{len(lesions)} lesion masks for a pack of {len(data)} rows")
+    tf = TrainTransform(cfg.augment, img_size, cfg.data.mean, cfg.data.std)
+    ds = PackDataset(data, np.arange(len(data)), [], img_size=img_size, mean=cfg.data.mean, std=cfg.data.std)
+    out = np.full((views, len(data), gh, gw), np.nan, dtype=np.float16)
+    rows = [i for i, m in enumerate(lesions) if m is not None]
+    for e in range(views):
+        for i in rows:
+            _, warped = tf.with_lesion(ds.image(i), lesions[i], np.random.default_rng([cfg.train.seed, e, i]))
+            assert warped is not None
+            out[e, i] = lesion_cells(warped.numpy(), (gh, gw))
+    log(f"lesion grids: {len(rows)} of {len(data)} rows have a mask, {views} views")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, out)
+        tmp.replace(path)
+    return out

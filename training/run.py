@@ -44,8 +44,9 @@ from training.evaluate import (
     table2_markdown,
     write_plots,
 )
-from training.frozen_prefix import CachedViewDataset, frozen_prefix, prefix_restored, view_cache
+from training.frozen_prefix import CachedViewDataset, frozen_prefix, prefix_restored, view_cache, view_cache_key
 from training.losses import MultiTaskLoss
+from training.lsm_mask_loss import LsmMaskLoss, lesion_view_grids, pack_lesions
 from training.trainer import Trainer, TrainResult, amp_dtype, resolve_device
 
 __all__ = [
@@ -238,12 +239,25 @@ def fit(
             preds = predict(m, val_set, batch_size=cfg.data.eval_batch_size, device=device, amp=amp, loss_fn=loss_fn)
             return flat_metrics(compute_metrics(preds, data))
 
+    mask_weight = float(cfg.loss.lsm_mask_weight)
+    if mask_weight > 0:
+        _check_lsm_mask_config(cfg, mcfg)
+        mask_loss = LsmMaskLoss(weight=mask_weight)
+        extra_loss = mask_loss if extra_loss is None else _SumLoss(extra_loss, mask_loss)
     if cfg.optim.frozen_stages:
         stages = cfg.optim.frozen_stages
         with frozen_prefix(model, stages) as prefix:
             stem = "lite" + mcfg.backbone.rsplit("lite", 1)[-1]
-            views = view_cache(cfg, data, prefix, stem=stem, img_size=mcfg.img_size,
-                               cache_dir=resolve_repo_path(cfg.output_dir) / "cache")
+            cache_dir = resolve_repo_path(cfg.output_dir) / "cache"
+            views = view_cache(cfg, data, prefix, stem=stem, img_size=mcfg.img_size, cache_dir=cache_dir)
+            lesions = None
+            if mask_weight > 0:
+                assert cfg.data.lesion_masks is not None
+                grid = (int(mcfg.grid_size[0]), int(mcfg.grid_size[1]))
+                lesions = lesion_view_grids(
+                    cfg, data, pack_lesions(data, resolve_repo_path(cfg.data.lesion_masks)), img_size=mcfg.img_size,
+                    grid=grid, views=int(views.shape[0]), cache_dir=cache_dir,
+                    key=view_cache_key(cfg, data, stem, mcfg.img_size))
             pixel_val = val_fn
 
             def cached_val(m: nn.Module) -> dict[str, float]:  # validation runs the whole model on pixels
@@ -251,7 +265,7 @@ def fit(
                 with prefix_restored(m, stages, prefix):
                     return pixel_val(m)
 
-            trainer = Trainer(model, loss_fn, CachedViewDataset(train_set, views), cfg, run_dir,
+            trainer = Trainer(model, loss_fn, CachedViewDataset(train_set, views, lesions), cfg, run_dir,
                               val_fn=cached_val if val_fn is not None else None, dist=dist,
                               sample_weights=weights, extra_loss=extra_loss)
             result = trainer.fit(resume=resume)
@@ -270,6 +284,32 @@ def fit(
         val_preds = predict(model, make_dataset(cfg, data, val_idx, mcfg, train=False),
                             batch_size=cfg.data.eval_batch_size, device=device, amp=amp)
     return FitOutput(model, mcfg, result, val_preds)
+
+
+def _check_lsm_mask_config(cfg: ExperimentConfig, mcfg: ModelConfig) -> None:
+    """``loss.lsm_mask_weight`` needs masks, an LSM, cached views and no CutMix (the grids are per view)."""
+    if not cfg.data.lesion_masks:
+        raise ConfigError("loss.lsm_mask_weight > 0 needs data.lesion_masks (a masks folder or CSV)")
+    if not mcfg.lsm:
+        raise ConfigError("loss.lsm_mask_weight > 0 needs a model with the Lesion Selection Module (model.lsm)")
+    if not cfg.optim.frozen_stages:
+        raise ConfigError("loss.lsm_mask_weight > 0 needs optim.frozen_stages: the lesion grids are computed "
+                          "for the cached views (training/lsm_mask_loss.py)")
+    if cfg.augment.cutmix_p > 0:
+        raise ConfigError("loss.lsm_mask_weight > 0 cannot be combined with CutMix (augment.cutmix_p): a mixed "
+                          "photo's lesion grid is not its views'")
+
+
+class _SumLoss(nn.Module):
+    """Two ``extra_loss`` callables added (e.g. distillation and the LSM-to-mask loss)."""
+
+    def __init__(self, a: Any, b: Any) -> None:
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, model: nn.Module, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        result: torch.Tensor = self.a(model, out, batch) + self.b(model, out, batch)
+        return result
 
 
 def _git_commit() -> str | None:

@@ -158,9 +158,10 @@ class Trainer:
             loss = self.loss_fn(out, mixed.targets, mixed.masks)
             total = loss.total
             if self.extra_loss is not None:
-                total = total + self.extra_loss(
-                    self.model, out, {"images": mixed.images, "targets": mixed.targets, "masks": mixed.masks}
-                )
+                extra = {"images": mixed.images, "targets": mixed.targets, "masks": mixed.masks}
+                if "lesion" in batch:  # the lesion grids of the views (training.lsm_mask_loss)
+                    extra["lesion"] = batch["lesion"].to(self.device)
+                total = total + self.extra_loss(self.model, out, extra)
         if self.scaler is not None:
             self.scaler.scale(total).backward()
             self.scaler.unscale_(self.optimizer)

@@ -127,7 +127,7 @@ class PackDataset(Dataset[dict[str, Any]]):
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     heads = items[0]["targets"].keys()
-    extra = {"context": torch.stack([it["context"] for it in items])} if "context" in items[0] else {}
+    extra = {k: torch.stack([it[k] for it in items]) for k in ("context", "lesion") if k in items[0]}
     return extra | {
         "image": torch.stack([it["image"] for it in items]),
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
