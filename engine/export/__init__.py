@@ -1,4 +1,4 @@
-"""ONNX export of DermImitFormer bundles, parity checks and int8 quantisation.
+"""ONNX export of DermImitFormer bundles, parity checks, int8 quantisation and fused attention.
 
 The ONNX Runtime backend and the file reader live in :mod:`engine.backends.onnx_backend` (re-exported
 here); this package depends on them, never the reverse. A predictor for an ``.onnx`` file alone is
@@ -7,6 +7,13 @@ that need them.
 """
 
 from engine.backends.onnx_backend import OnnxBackend, OnnxFile, bundle_from_header, read_onnx
+from engine.export.fuse import (
+    FUSED_INT8_PRECISION,
+    FUSED_PRECISION,
+    FusionReport,
+    optimize_attention,
+    quantize_fused_int8,
+)
 from engine.export.onnx_export import (
     DEFAULT_OPSET,
     INPUT_NAME,
@@ -21,9 +28,12 @@ from engine.export.quantize import INT8_PRECISION, QuantizationReport, quantize_
 
 __all__ = [
     "DEFAULT_OPSET",
+    "FUSED_INT8_PRECISION",
+    "FUSED_PRECISION",
     "INPUT_NAME",
     "INT8_PRECISION",
     "META_BUNDLE",
+    "FusionReport",
     "OnnxBackend",
     "OnnxFile",
     "ParityReport",
@@ -33,7 +43,9 @@ __all__ = [
     "expected_outputs",
     "export_onnx",
     "export_onnx_bytes",
+    "optimize_attention",
     "probabilities",
+    "quantize_fused_int8",
     "quantize_int8",
     "read_onnx",
     "top1_agreement",
