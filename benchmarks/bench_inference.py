@@ -10,13 +10,22 @@ configuration (``dermimitformer_vit_b16_384``; random weights, which cost the sa
 * achieved GFLOP/s (FLOPs counted with ``torch.utils.flop_counter.FlopCounterMode``) as a fraction
   of a large matmul's rate in the same precision, measured in this run (torch fp32 and bf16 matmul,
   ORT fp32 MatMul, ORT int8 MatMulInteger through tiny ONNX graphs);
-* top-1 agreement of int8 vs fp32 ONNX on real PAD-UFES-20 photos.
+* top-1 agreement of int8 vs fp32 ONNX on real PAD-UFES-20 photos;
+* fused attention (issue 14, :mod:`engine.export.fuse`): ORT fused fp32 and fused + int8 (MatMul and
+  ``Attention`` weights) beside fp32 and int8 MatMul-only, each against the int8 matmul ceiling of the same
+  run, which blocks were fused, and where the fastest variant's time goes (ORT profiling aggregated by
+  op type); then the fused graphs' top-1 agreement with fp32 on >= 60 real photos for the TRAINED
+  shipped default (``resources/models/default.dmvb``), since random weights make agreement meaningless.
 
 Figures are printed, never asserted. Random weights give near-flat logits, so the int8 top-1
 agreement printed here is a pessimistic stand-in for a trained model's.
 
     .venv/bin/python benchmarks/bench_inference.py            # ~10 min on 2 cores
     .venv/bin/python benchmarks/bench_inference.py --quick    # fewer iterations and photos
+    .venv/bin/python benchmarks/bench_inference.py --fusion-only --configs dermimitformer_vit_b16_384
+
+``--threads N`` (default 2) sets torch's threads and every ONNX Runtime session's intra-op threads
+(inter-op 1), the matmul ceilings' included.
 """
 
 from __future__ import annotations
@@ -28,7 +37,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,11 +76,56 @@ def timed(fn: Callable[[], object], n: int, warmup: int = 1) -> np.ndarray:
     return out
 
 
+def interleaved(fns: dict[str, Callable[[], object]], n: int, warmup: int = 1) -> dict[str, np.ndarray]:
+    """``timed`` for several functions at once, one call of each per round."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    out = {k: np.empty(n) for k in fns}
+    for i in range(n):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            out[k][i] = time.perf_counter() - t0
+    return out
+
+
 def pct(t: np.ndarray, q: float) -> float:
     return float(np.percentile(t, q) * 1e3)
 
 
 # --- matmul ceilings ------------------------------------------------------------------------------
+
+THREADS = 2  # set by --threads: every ORT session's intra-op threads (inter-op 1); torch's too
+
+
+def ort_session(path: Path | str | bytes, profile: str | None = None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = THREADS
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    if profile is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile
+    src = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class OrtRun:
+    """``run(batch) -> outputs`` over an ORT session at ``THREADS`` threads (zeros for a context input)."""
+
+    def __init__(self, path: Path, profile: str | None = None) -> None:
+        self.session: Any = ort_session(path, profile)
+        self.names = [o.name for o in self.session.get_outputs()]
+        self.extra = [(i.name, int(i.shape[1])) for i in self.session.get_inputs() if i.name != "input"]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = {"input": np.ascontiguousarray(batch, dtype=np.float32)}
+        feeds.update({k: np.zeros((len(batch), d), np.float32) for k, d in self.extra})
+        return dict(zip(self.names, self.session.run(self.names, feeds), strict=True))
+
 
 def torch_matmul_rate(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
@@ -80,7 +136,6 @@ def torch_matmul_rate(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float
 
 def ort_matmul_rate(int8: bool, n: int = 2048, reps: int = 5) -> float:
     import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -99,7 +154,7 @@ def ort_matmul_rate(int8: bool, n: int = 2048, reps: int = 5) -> float:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess: Any = ort_session(model.SerializeToString())
     t = timed(lambda: sess.run(None, {"A": a}), reps, warmup=2)
     return 2 * n**3 / float(t.min()) / 1e9
 
@@ -153,10 +208,10 @@ def matmul_ceilings() -> dict[str, float]:
     return peaks
 
 
-def bench_config(name: str, it: Iters, real: list[np.ndarray], tmp: Path) -> None:
+def bench_config(name: str, it: Iters, real: list[np.ndarray], tmp: Path, fusion_only: bool = False) -> None:
     from engine.explain import attention_rollout, grad_cam, lsm_overlay_image
     from engine.explain.gradcam import HeadClassTarget, HeadLogits, TokenGridReshape
-    from engine.export import OnnxBackend, export_onnx, quantize_int8
+    from engine.export import export_onnx, optimize_attention, quantize_fused_int8, quantize_int8
     from engine.prediction import decode_outputs
 
     t0 = time.perf_counter()
@@ -182,7 +237,8 @@ def bench_config(name: str, it: Iters, real: list[np.ndarray], tmp: Path) -> Non
         return run
 
     print("  inference (backend forward on a preprocessed batch):")
-    for label, bf16, peak in (("torch fp32", False, "torch fp32"), ("torch bf16 autocast", True, "torch bf16")):
+    for label, bf16, peak in (() if fusion_only else (("torch fp32", False, "torch fp32"),
+                                                       ("torch bf16 autocast", True, "torch bf16"))):
         lat = timed(torch_run(x1, bf16), it.latency)
         thr = timed(torch_run(x8, bf16), it.throughput)
         print(row(label, lat, thr, flops, peaks[peak]))
@@ -193,15 +249,33 @@ def bench_config(name: str, it: Iters, real: list[np.ndarray], tmp: Path) -> Non
     t0 = time.perf_counter()
     q = quantize_int8(fp32_path, tmp / f"{name}.int8.onnx")
     t_quant = time.perf_counter() - t0
-    backends = {"ORT fp32": OnnxBackend(fp32_path), "ORT int8 (MatMul)": OnnxBackend(q.path)}
-    for label, be in backends.items():
-        a1, a8 = x1.numpy(), x8.numpy()
-        lat = timed(lambda be=be, a=a1: be.run(a), it.latency)
-        thr = timed(lambda be=be, a=a8: be.run(a), it.throughput)
+    t0 = time.perf_counter()
+    fused = optimize_attention(fp32_path, tmp / f"{name}.fused.onnx")
+    t_fuse = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fq = quantize_fused_int8(fused.path, tmp / f"{name}.fused.int8.onnx")
+    t_fq = time.perf_counter() - t0
+    paths = {"ORT fp32": fp32_path, "ORT int8 (MatMul)": q.path, "ORT fused fp32": fused.path,
+             "ORT fused + int8": fq.path}
+    backends = {label: OrtRun(path) for label, path in paths.items()}
+    # Round-robin over the variants (one call each per round): on a shared machine a load change then
+    # slows every variant alike instead of whichever happened to be timed during it.
+    a1, a8 = x1.numpy(), x8.numpy()
+    lats = interleaved({k: partial(be.run, a1) for k, be in backends.items()}, it.latency)
+    thrs = interleaved({k: partial(be.run, a8) for k, be in backends.items()}, it.throughput)
+    p50: dict[str, float] = {}
+    for label in backends:
+        lat, thr = lats[label], thrs[label]
+        p50[label] = pct(lat, 50)
         unit = "GOP/s" if "int8" in label else "GFLOP/s"
-        print(row(label, lat, thr, flops, peaks["ORT int8" if "int8" in label else "ORT fp32"], unit))
+        print(row(label, lat, thr, flops, peaks["ORT int8" if "int8" in label else "ORT fp32"], unit)
+              + f" | b1 min {lat.min() * 1e3:.1f} ms")
     print(f"  export {t_export:.1f} s ({fp32_path.stat().st_size / 1e6:.0f} MB), int8 quantisation {t_quant:.1f} s "
           f"({q.quantized_matmuls} MatMuls, {q.path.stat().st_size / 1e6:.0f} MB)")
+    fusion_section(fused, fq, t_fuse, t_fq, p50, flops, peaks, paths, x1.numpy(), tmp)
+    if fusion_only:
+        del backends
+        return
 
     fp32_be, int8_be = backends["ORT fp32"], backends["ORT int8 (MatMul)"]
     ref = torch_run(x8, False)()
@@ -247,6 +321,130 @@ def bench_config(name: str, it: Iters, real: list[np.ndarray], tmp: Path) -> Non
     del backends, fp32_be, int8_be
 
 
+# --- fused attention (issue 14) -------------------------------------------------------------------
+
+INT8_KERNELS = ("QAttention", "DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat",
+                "DynamicQuantizeLinear", "QGemm")
+FP32_MATMULS = ("MatMul", "FusedMatMul", "Gemm", "Attention", "Conv", "FusedConv")
+TARGET_MS = 200.0
+
+
+def op_type_profile(path: Path, x: np.ndarray, tmp: Path, runs: int = 3) -> tuple[list[tuple[str, float, int]], float]:
+    """ORT profiling (``SessionOptions.enable_profiling``) of ``runs`` batch-1 runs after one warm-up:
+    [(op type, kernel ms per run, nodes per run)] by time, and the mean wall time of a run."""
+    import json
+    from collections import Counter
+
+    be = OrtRun(path, profile=str(tmp / "ort-profile"))
+    be.run(x)
+    for _ in range(runs):
+        be.run(x)
+    f = Path(be.session.end_profiling())
+    events = json.loads(f.read_text())
+    f.unlink()
+    walls = [e["dur"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"][1:]
+    dur: Counter[str] = Counter()
+    count: Counter[str] = Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            dur[e["args"]["op_name"]] += e["dur"]
+            count[e["args"]["op_name"]] += 1
+    n = runs + 1  # the warm-up run is profiled too; kernel times are averaged over all runs
+    return ([(op, us / n / 1e3, count[op] // n) for op, us in dur.most_common()],
+            float(np.mean(walls)) / 1e3 if walls else float("nan"))
+
+
+def fusion_section(fused: Any, fq: Any, t_fuse: float, t_fq: float, p50: dict[str, float], flops: float,
+                   peaks: dict[str, float], paths: dict[str, Path], x1: np.ndarray, tmp: Path) -> None:
+    """Which blocks were fused, each ORT variant against the int8 ceiling, and where the fastest's time goes."""
+    print(f"  fused attention ({t_fuse:.1f} s, {fused.path.stat().st_size / 1e6:.0f} MB): "
+          f"{fused.attention_fused} blocks -> Attention ({', '.join(fused.fused_blocks) or 'none'})")
+    if not fused.attention_fused:
+        print("    NOTHING WAS FUSED: the fused rows above are the unfused graph after the optimizer's other fusions")
+    reasons: dict[str, list[str]] = {}
+    for entry in fused.unfused_blocks:
+        block, why = entry.split(": ", 1)
+        reasons.setdefault(why, []).append(block)
+    for why, blocks in reasons.items():
+        print(f"    left explicit, {why}: {', '.join(blocks)}")
+    print("    optimizer's fused-operator statistics: "
+          + ", ".join(f"{k} {v}" for k, v in fused.fused_operators.items() if v))
+    print(f"    fused + int8 ({t_fq:.1f} s, {fq.path.stat().st_size / 1e6:.0f} MB): "
+          + ", ".join(f"{v} {k}" for k, v in fq.quantized.items()))
+    int8_peak, fp32_peak = peaks["ORT int8"], peaks["ORT fp32"]
+    floor8, floor32 = flops / int8_peak / 1e9 * 1e3, flops / fp32_peak / 1e9 * 1e3
+    print(f"  batch-1 p50 vs this run's ceilings ({THREADS} threads): int8 MatMulInteger {int8_peak:.0f} GOP/s "
+          f"(all {flops / 1e9:.0f} GOP at that rate = {floor8:.0f} ms), ORT fp32 MatMul {fp32_peak:.0f} GFLOP/s "
+          f"(= {floor32:.0f} ms); target <= {TARGET_MS:.0f} ms")
+    base = p50["ORT fp32"]
+    for label, ms in p50.items():
+        rate = flops / (ms / 1e3) / 1e9
+        print(f"    {label:<20} {ms:7.1f} ms  {base / ms:4.2f}x ORT fp32  {rate:6.1f} G(FL)OP/s = "
+              f"{rate / int8_peak:4.0%} of the int8 ceiling, {floor8 / ms:4.0%} of the way to it"
+              + ("  <= target" if ms <= TARGET_MS else ""))
+    best = min(p50, key=lambda k: p50[k])
+    rows, wall = op_type_profile(paths[best], x1, tmp)
+    total = sum(ms for _, ms, _ in rows)
+    print(f"  where the time goes, {best} (ORT profiling, batch 1, mean of 4 runs: kernels {total:.1f} ms of "
+          f"{wall:.1f} ms per run):")
+    for op, ms, n in rows[:14]:
+        print(f"    {op:<26} {ms:7.1f} ms  {ms / total:5.1%}  ({n} nodes)")
+    rest = rows[14:]
+    if rest:
+        print(f"    {len(rest)} other op types      {sum(ms for _, ms, _ in rest):7.1f} ms")
+    groups = {"int8 matmul kernels": INT8_KERNELS, "fp32 matmuls / conv / fused Attention": FP32_MATMULS}
+    shares = {g: sum(ms for op, ms, _ in rows if op in ops) for g, ops in groups.items()}
+    shares["everything else (norms, GELU, softmax, reshapes)"] = total - sum(shares.values())
+    print("    by kind: " + "; ".join(f"{g} {ms:.1f} ms ({ms / total:.0%})" for g, ms in shares.items()))
+    if best == "ORT fused + int8" and fq.quantized.get("QAttention"):
+        print("    (QAttention includes each fused block's softmax(QKᵀ)V, which runs in fp32 inside the operator)")
+    if p50[best] > TARGET_MS:
+        print(f"  target missed: {p50[best]:.0f} ms > {TARGET_MS:.0f} ms; the int8 ceiling alone allows "
+              f"{floor8:.0f} ms at {THREADS} threads")
+
+
+def trained_agreement(n_photos: int, tmp: Path) -> None:
+    """Top-1 agreement of the fused graphs with fp32 for the shipped, trained default on real photos."""
+    from engine.bundle import load_bundle
+    from engine.export import export_onnx, optimize_attention, quantize_fused_int8, quantize_int8
+
+    path = ROOT / "resources" / "models" / "default.dmvb"
+    bundle = load_bundle(path)
+    cfg = bundle.model_config
+    files = sorted((DATA / "images").glob("*.jpg"))
+    step = max(1, len(files) // n_photos)
+    photos_ = [str(f) for f in files[::step][:n_photos]]
+    print(f"\n== trained default {path.name}: {bundle.name} v{bundle.version}, {cfg.backbone}, {cfg.img_size} px, "
+          f"depth {cfg.depth} + heads {cfg.head_depth}x{len(cfg.heads)}, {cfg.num_heads} heads"
+          + (" (UNTRAINED placeholder)" if bundle.untrained else "") + f"; {len(photos_)} real photos")
+    fp32 = export_onnx(bundle, tmp / "default.onnx")
+    fused = optimize_attention(fp32, tmp / "default.fused.onnx", images=photos_)
+    print(f"  fused fp32: {fused.attention_fused} blocks -> Attention ({', '.join(fused.fused_blocks) or 'none'})")
+    if not fused.attention_fused:
+        print("  NOTHING WAS FUSED in the default's graph: the agreement below is of the graph after the optimizer's "
+              "other fusions only")
+    print(f"    {fused.summary()}")
+    fq = quantize_fused_int8(fused.path, tmp / "default.fused.int8.onnx", reference=fp32, images=photos_)
+    print(f"  fused + int8: {fq.summary()}")
+    q = quantize_int8(fp32, tmp / "default.int8.onnx", images=photos_)
+    print(f"  int8 MatMul-only, for comparison: {q.summary()}")
+    x1 = preprocess_batch([load_image_(photos_[0])], bundle.preprocess)
+    lat = {}
+    for label, p in (("ORT fp32", fp32), ("ORT int8 (MatMul)", q.path), ("ORT fused fp32", fused.path),
+                     ("ORT fused + int8", fq.path)):
+        be = OrtRun(p)
+        lat[label] = pct(timed(partial(be.run, x1), 30, warmup=2), 50)
+    print("  batch-1 p50 (one forward, no TTA): " + ", ".join(f"{k} {v:.1f} ms" for k, v in lat.items()))
+    ok = (fq.top1_agreement or 0) >= 0.99
+    print(f"  fused + int8 top-1 agreement {fq.top1_agreement:.1%} {'>=' if ok else '<'} 99 % target")
+
+
+def load_image_(path: str) -> np.ndarray:
+    from engine.imageio import load_image
+
+    return load_image(path)
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
@@ -262,7 +460,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer iterations and photos (~4 min)")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads and every ORT session's intra-op threads (inter-op 1); default 2")
+    p.add_argument("--fusion-only", action="store_true",
+                   help="only the ORT rows, the fused-attention section and the trained default's agreement")
+    p.add_argument("--agreement-photos", type=int, default=60, help="real photos for the trained agreement")
     args = p.parse_args(argv)
+    global THREADS
+    THREADS = args.threads
+    torch.set_num_threads(args.threads)
     it = Iters(latency=4, throughput=2, photos=16, explain=3) if args.quick else Iters(10, 3, 48, 5)
     import tempfile
 
@@ -270,12 +476,15 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), onnxruntime {ort.__version__}")
-    print(f"load average before: {os.getloadavg()[0]:.1f} (a shared machine makes every figure slower)")
+    print(f"load average before: {os.getloadavg()[0]:.1f} (a shared machine makes every figure slower); "
+          f"--threads {THREADS} (ORT intra-op {THREADS}, inter-op 1; OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')})")
     t0 = time.perf_counter()
     real = photos(it.photos)
     with tempfile.TemporaryDirectory(prefix="dermviewer-bench-") as tmp:
         for name in args.configs:
-            bench_config(name, it, real, Path(tmp))
+            bench_config(name, it, real, Path(tmp), args.fusion_only)
+        trained_agreement(args.agreement_photos, Path(tmp))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s, load average after: {os.getloadavg()[0]:.1f}")
     return 0
 
