@@ -144,7 +144,9 @@ def make_student(teacher: nn.Module, cfg: ModelConfig, keep: Sequence[int]) -> t
 
 
 def _pick(keep: Sequence[int] | None, n_teacher: int, n_student: int, what: str) -> list[int]:
-    keep = list(keep) if keep is not None else default_keep_blocks(n_teacher)[:n_student]
+    if keep is None:  # every other block; all of them for a student as deep as its teacher (resolution only)
+        keep = list(range(n_teacher)) if n_student == n_teacher else default_keep_blocks(n_teacher)[:n_student]
+    keep = list(keep)
     if len(keep) != n_student or any(not 0 <= k < n_teacher for k in keep) or sorted(set(keep)) != keep:
         raise ValueError(f"{what}: need {n_student} increasing indices in [0, {n_teacher}), got {keep}")
     return keep

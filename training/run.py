@@ -403,7 +403,8 @@ def run_cv(cfg: ExperimentConfig, *, out: str | Path | None = None, root: str | 
         fdir = run_dir / f"fold{f}"
         tr, te = idx[folds.train_indices(f)], idx[folds.test_indices(f)]
         log(f"fold {f + 1}/{cfg.cv.folds}: train {len(tr)} images, test {len(te)}")
-        kw = _student_kwargs(cfg, data, teacher_run / f"fold{f}", log) if teacher_run is not None else {}
+        kw = (_student_kwargs(cfg, data, teacher_run / f"fold{f}", log, rows=tr, out_dir=fdir)
+              if teacher_run is not None else {})
         fo = fit(cfg, data, tr, fdir, **kw)
         mcfg = fo.model_config
         device = resolve_device(cfg.train.device)
@@ -429,7 +430,8 @@ def run_cv(cfg: ExperimentConfig, *, out: str | Path | None = None, root: str | 
     log("\n" + table)
     if cfg.cv.final_fit:
         log(f"final fit on all {len(idx)} images")
-        kw = _student_kwargs(cfg, data, teacher_run / "final", log) if teacher_run is not None else {}
+        kw = (_student_kwargs(cfg, data, teacher_run / "final", log, rows=idx, out_dir=run_dir / "final")
+              if teacher_run is not None else {})
         fo = fit(cfg, data, idx, run_dir / "final", **kw)
         summary["final_wall_time_s"] = fo.result.wall_time_s
         export_model(fo.model, fo.model_config, cfg, data.taxonomy, run_dir,
@@ -497,19 +499,44 @@ def _prefix_keys(model: nn.Module, stages: int) -> set[str]:
     return set(model.state_dict()) - kept
 
 
-def _student_kwargs(cfg: ExperimentConfig, data: PackData, teacher_dir: Path, log: Log) -> dict[str, Any]:
-    """A student seeded from, and distilled against, the teacher that ``teacher_dir`` (a fold of a `cv` run) holds."""
+def _student_kwargs(cfg: ExperimentConfig, data: PackData, teacher_dir: Path, log: Log, *,
+                    rows: np.ndarray | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+    """A student seeded from, and distilled against, the teacher that ``teacher_dir`` (a fold of a `cv` run) holds.
+
+    With ``optim.frozen_stages`` the student trains on cached features, not pixels: the teacher's logits
+    on each epoch's view of each of ``rows`` are computed once (training/distill_cache.py, kept in ``out_dir``)."""
     from training.distill import DistillLoss, seed_student
 
+    stages = cfg.optim.frozen_stages
+    if stages:
+        from training.distill_cache import check_cached_distill
+
+        check_cached_distill(cfg)
     # with wait_for_teacher the student runs behind a teacher run that is still training, fold by fold
     teacher, t_mcfg = load_fold_model(teacher_dir, data.taxonomy, wait=cfg.distill.wait_for_teacher,
                                       timeout_s=cfg.distill.wait_timeout_min * 60, log=log)
     student, s_mcfg = build_model_from_config(cfg, data.taxonomy)
+    if not stages:
+        maps = seed_student(teacher, t_mcfg, student, s_mcfg, keep_blocks=cfg.distill.keep_blocks,
+                            keep_head_blocks=cfg.distill.keep_head_blocks)
+        log(f"student seeded from {teacher_dir / 'last.pt'} (blocks {maps})")
+        return {"model": student, "mcfg": s_mcfg,
+                "extra_loss": DistillLoss(teacher, cfg.distill, teacher_size=t_mcfg.img_size)}
+    from training.distill_cache import CachedDistillLoss, check_seeded_prefix, prefix_state, teacher_targets
+
+    t_cfg = load_config(teacher_dir.parent / "config.yaml")
+    pretrained = prefix_state(student, stages)
     maps = seed_student(teacher, t_mcfg, student, s_mcfg, keep_blocks=cfg.distill.keep_blocks,
                         keep_head_blocks=cfg.distill.keep_head_blocks)
+    check_seeded_prefix(student, stages, pretrained, teacher_dir, t_cfg.optim.frozen_stages)
     log(f"student seeded from {teacher_dir / 'last.pt'} (blocks {maps})")
-    return {"model": student, "mcfg": s_mcfg,
-            "extra_loss": DistillLoss(teacher, cfg.distill, teacher_size=t_mcfg.img_size)}
+    ckpt = (teacher_dir / "last.pt").stat()
+    targets = teacher_targets(
+        teacher, t_cfg, t_mcfg, cfg, s_mcfg, data, _limit(cfg, data) if rows is None else rows,
+        cache_dir=resolve_repo_path(cfg.output_dir) / "cache",
+        out_path=out_dir / "teacher_logits.npz" if out_dir is not None else None,
+        teacher_id=f"{(teacher_dir / 'last.pt').resolve()}:{ckpt.st_mtime_ns}:{ckpt.st_size}", log=log)
+    return {"model": student, "mcfg": s_mcfg, "extra_loss": CachedDistillLoss(targets, cfg.distill)}
 
 
 def _summary(fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
