@@ -102,6 +102,8 @@ class LossConfig:
     # Issue 11: weight of the LSM-to-mask loss (training/lsm_mask_loss.py) on photos with a lesion mask
     # (data.lesion_masks); 0 = off. Needs optim.frozen_stages (the lesion grids ride with the cached views).
     lsm_mask_weight: float = 0.0
+    # ... and of the CAM-to-mask loss (the true class's HiResCAM of the cached features pulled onto the lesion)
+    cam_mask_weight: float = 0.0
 
 
 @dataclass

@@ -29,7 +29,8 @@ How the lesion reaches the loss:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
     from training.config import ExperimentConfig
     from training.data.pack import PackData
 
-__all__ = ["LsmMaskLoss", "lesion_cells", "lesion_view_grids", "lsm_mask_loss", "pack_lesions"]
+__all__ = ["CamMaskLoss", "LsmMaskLoss", "cam_mask_loss", "lesion_cells", "lesion_view_grids", "lsm_mask_loss",
+           "pack_lesions"]
 
 
 def lesion_cells(mask: npt.ArrayLike | None, grid: tuple[int, int]) -> np.ndarray:
@@ -157,3 +159,84 @@ def lesion_view_grids(cfg: ExperimentConfig, data: PackData, lesions: list[np.nd
         np.save(tmp, out)
         tmp.replace(path)
     return out
+
+
+@contextmanager
+def _running_stats_frozen(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalise with the batch as in training, but leave their running statistics alone."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, saved, strict=True):
+            m.momentum = mom
+
+
+def cam_mask_loss(cam: torch.Tensor, lesion: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """:func:`lsm_mask_loss` for a class activation map: ``-log`` of the CAM's mass on the lesion.
+
+    ``cam`` is ``(B, rows, cols)`` non-negative (HiResCAM after ReLU), ``lesion`` the same grid's coverage
+    (NaN for photos without a mask). A photo whose CAM is all zero contributes no gradient (nothing to move).
+    """
+    b = cam.shape[0]
+    flat = cam.reshape(b, -1)
+    alive = flat.detach().sum(dim=1) > 0
+    if not bool(alive.any()):
+        return flat.sum() * 0.0
+    target = lesion.reshape(b, -1)
+    target = torch.where(alive[:, None], target, torch.full_like(target, float("nan")))
+    return lsm_mask_loss(flat, target, eps)
+
+
+class CamMaskLoss(nn.Module):
+    """``extra_loss``: pull the disease Grad-CAM (HiResCAM) of the *true* class onto the lesion.
+
+    "Right for the right reasons" (Ross et al., IJCAI 2017) with masks instead of annotations of what to
+    ignore. In frozen-prefix training the model's input is the cached CNN feature map at the token grid
+    (stride 32), so the CAM of that input, ``ReLU(sum_k dY/dA_k * A_k)``, is computed with one extra
+    forward and a double backward of the learnt layers only (``create_graph=True``), and its mass is pulled
+    onto the lesion cells of the same view (the grids of :func:`lesion_view_grids`). The app explains a
+    deeper, stride-16 map (``engine.explain.gradcam``); the gradient reaching it passes through the same
+    learnt layers, which is why the loss is placed there. Photos without a mask or a known diagnosis
+    contribute nothing.
+    """
+
+    def __init__(self, weight: float = 0.1, output: str = "disease_fused", eps: float = 1e-4) -> None:
+        super().__init__()
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        self.weight, self.output, self.eps = float(weight), output, float(eps)
+
+    def forward(self, model: nn.Module, out: Mapping[str, torch.Tensor], batch: Mapping[str, Any]) -> torch.Tensor:
+        lesion, images = batch.get("lesion"), batch.get("images")
+        anchor = next(iter(out.values())).sum() * 0.0
+        if lesion is None or images is None or self.weight == 0.0 or images.ndim != 4:
+            return anchor
+        target = batch["targets"]["disease"]
+        known = batch["masks"]["disease"] > 0
+        lesion = torch.as_tensor(lesion).to(images.device)
+        keep = known & torch.isfinite(lesion.reshape(len(lesion), -1)).all(dim=1)
+        if not bool(keep.any()):
+            return anchor
+        x = images[keep].detach().requires_grad_(True)
+        ctx = batch.get("context")
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        # the math attention kernel: the fused CPU kernels have no double backward
+        with _running_stats_frozen(model), sdpa_kernel(SDPBackend.MATH):
+            o = model(x) if ctx is None else model(x, ctx[keep])
+        logits = o[self.output]
+        y = target[keep].argmax(dim=1)
+        chosen = logits.gather(1, y[:, None]).sum()
+        (grad,) = torch.autograd.grad(chosen, x, create_graph=True)
+        cam = torch.relu((grad * x).sum(dim=1))  # (b, h, w)
+        grid = lesion[keep].reshape(len(cam), *lesion.shape[-2:]) if lesion.ndim == 3 else lesion[keep]
+        if grid.ndim == 2:  # (b, rows*cols): the token grid, square
+            side = round(grid.shape[1] ** 0.5)
+            grid = grid.reshape(len(cam), side, side)
+        if cam.shape[-2:] != grid.shape[-2:]:  # a finer map than the token grid: its mass per token cell
+            cam = torch.nn.functional.adaptive_avg_pool2d(cam[:, None], tuple(grid.shape[-2:]))[:, 0]
+        return self.weight * cam_mask_loss(cam.float(), grid, self.eps)

@@ -46,7 +46,7 @@ from training.evaluate import (
 )
 from training.frozen_prefix import CachedViewDataset, frozen_prefix, prefix_restored, view_cache, view_cache_key
 from training.losses import MultiTaskLoss
-from training.lsm_mask_loss import LsmMaskLoss, lesion_view_grids, pack_lesions
+from training.lsm_mask_loss import CamMaskLoss, LsmMaskLoss, lesion_view_grids, pack_lesions
 from training.trainer import Trainer, TrainResult, amp_dtype, resolve_device
 
 __all__ = [
@@ -239,11 +239,14 @@ def fit(
             preds = predict(m, val_set, batch_size=cfg.data.eval_batch_size, device=device, amp=amp, loss_fn=loss_fn)
             return flat_metrics(compute_metrics(preds, data))
 
-    mask_weight = float(cfg.loss.lsm_mask_weight)
+    lsm_weight, cam_weight = float(cfg.loss.lsm_mask_weight), float(cfg.loss.cam_mask_weight)
+    mask_weight = lsm_weight + cam_weight
     if mask_weight > 0:
         _check_lsm_mask_config(cfg, mcfg)
-        mask_loss = LsmMaskLoss(weight=mask_weight)
-        extra_loss = mask_loss if extra_loss is None else _SumLoss(extra_loss, mask_loss)
+        for weight, cls in ((lsm_weight, LsmMaskLoss), (cam_weight, CamMaskLoss)):
+            if weight > 0:
+                term = cls(weight=weight)
+                extra_loss = term if extra_loss is None else _SumLoss(extra_loss, term)
     if cfg.optim.frozen_stages:
         stages = cfg.optim.frozen_stages
         with frozen_prefix(model, stages) as prefix:
@@ -287,17 +290,18 @@ def fit(
 
 
 def _check_lsm_mask_config(cfg: ExperimentConfig, mcfg: ModelConfig) -> None:
-    """``loss.lsm_mask_weight`` needs masks, an LSM, cached views and no CutMix (the grids are per view)."""
+    """The mask losses need masks, an LSM (lsm_mask_weight), cached views and no CutMix (the grids are per view)."""
+    what = "a mask loss (loss.lsm_mask_weight, loss.cam_mask_weight)"
     if not cfg.data.lesion_masks:
-        raise ConfigError("loss.lsm_mask_weight > 0 needs data.lesion_masks (a masks folder or CSV)")
-    if not mcfg.lsm:
+        raise ConfigError(f"{what} needs data.lesion_masks (a masks folder or CSV)")
+    if cfg.loss.lsm_mask_weight > 0 and not mcfg.lsm:
         raise ConfigError("loss.lsm_mask_weight > 0 needs a model with the Lesion Selection Module (model.lsm)")
     if not cfg.optim.frozen_stages:
-        raise ConfigError("loss.lsm_mask_weight > 0 needs optim.frozen_stages: the lesion grids are computed "
-                          "for the cached views (training/lsm_mask_loss.py)")
+        raise ConfigError(f"{what} needs optim.frozen_stages: the lesion grids are computed for the cached views "
+                          "(training/lsm_mask_loss.py)")
     if cfg.augment.cutmix_p > 0:
-        raise ConfigError("loss.lsm_mask_weight > 0 cannot be combined with CutMix (augment.cutmix_p): a mixed "
-                          "photo's lesion grid is not its views'")
+        raise ConfigError(f"{what} cannot be combined with CutMix (augment.cutmix_p): a mixed photo's lesion grid "
+                          "is not its views'")
 
 
 class _SumLoss(nn.Module):

@@ -161,6 +161,8 @@ class Trainer:
                 extra = {"images": mixed.images, "targets": mixed.targets, "masks": mixed.masks}
                 if "lesion" in batch:  # the lesion grids of the views (training.lsm_mask_loss)
                     extra["lesion"] = batch["lesion"].to(self.device)
+                if ctx is not None:
+                    extra["context"] = ctx.to(self.device)
                 if "index" in batch:  # pack rows and epoch: cached per-view targets (training.distill_cache)
                     extra["index"] = batch["index"]
                 extra["epoch"] = epoch

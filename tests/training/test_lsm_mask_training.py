@@ -122,6 +122,50 @@ def test_training_with_the_mask_loss_moves_the_lsm_mass_onto_the_lesion(tiny_pac
     assert mass[3.0] > mass[0.0] + 0.02, mass
 
 
+def _cam_lesion_mass(model: torch.nn.Module, cached, lesions_grid, rows) -> float:
+    """Mean share of the true class's HiResCAM (of the cached features) on the lesion, over ``rows``."""
+    items = [cached[k] for k in rows]
+    x = torch.stack([it["image"] for it in items]).requires_grad_(True)
+    model.eval()
+    out = model(x)["disease_fused"]
+    y = torch.stack([it["targets"]["disease"] for it in items]).argmax(1)
+    (g,) = torch.autograd.grad(out.gather(1, y[:, None]).sum(), x)
+    cam = torch.relu((g * x).sum(1))
+    cam = torch.nn.functional.adaptive_avg_pool2d(cam[:, None], lesions_grid.shape[-2:])[:, 0].reshape(len(rows), -1)
+    cells = torch.from_numpy(np.asarray(lesions_grid[[items[k]["index"] for k in range(len(rows))]], np.float32))
+    share = (cam / cam.sum(1, keepdim=True).clamp_min(1e-12) * cells.reshape(len(rows), -1)).sum(1)
+    return float(share.mean())
+
+
+def test_training_with_the_cam_loss_moves_the_cam_onto_the_lesion(tiny_pack, tmp_path: Path) -> None:
+    """Same seed, data and epochs; only ``loss.cam_mask_weight`` differs; measured on the first cached view."""
+    from training.frozen_prefix import CachedViewDataset, frozen_prefix, view_cache, view_cache_key
+
+    lesions = pack_lesions(tiny_pack, MASKS)
+    rows = np.arange(len(tiny_pack))
+    mass = {}
+    for w in (0.0, 3.0):
+        cfg = tiny_config(tmp_path / str(w), tiny_pack.path, optim={"frozen_stages": 2, "lr": 5e-3},
+                          train={"epochs": 6}, loss={"cam_mask_weight": w}, data={"lesion_masks": str(MASKS)},
+                          augment={"cutmix_p": 0.0},
+                          model={"name": "dermimitformer_tiny", "overrides": {"pretrained": True}})
+        torch.manual_seed(0)
+        model, mcfg = build_model_from_config(cfg, tiny_pack.taxonomy)
+        out = fit(cfg, tiny_pack, rows, tmp_path / f"run{w}", model=model, mcfg=mcfg)
+        cache = tmp_path / str(w) / "runs" / "cache"
+        grids = np.load(cache / f"{view_cache_key(cfg, tiny_pack, 'lite0', mcfg.img_size)}-lesion-"
+                        f"{mcfg.grid_size[0]}x{mcfg.grid_size[1]}.npy") if w else None
+        with frozen_prefix(out.model, 2) as prefix:
+            views = view_cache(cfg, tiny_pack, prefix, stem="lite0", img_size=mcfg.img_size, cache_dir=cache,
+                               log=lambda _m: None)
+            if grids is None:
+                grids = lesion_view_grids(cfg, tiny_pack, lesions, img_size=mcfg.img_size,
+                                          grid=tuple(mcfg.grid_size), views=len(views), log=lambda _m: None)
+            cached = CachedViewDataset(make_dataset(cfg, tiny_pack, rows, mcfg, train=True), views, grids)
+            mass[w] = _cam_lesion_mass(out.model, cached, grids[0], list(range(len(rows))))
+    assert mass[3.0] > mass[0.0] + 0.02, mass
+
+
 @pytest.mark.parametrize(("sections", "message"), [
     ({"data": {}}, "data.lesion_masks"),
     ({"data": {"lesion_masks": str(MASKS)}, "optim": {"frozen_stages": 0}}, "frozen_stages"),
