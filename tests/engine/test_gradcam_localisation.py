@@ -2,10 +2,12 @@
 the target layer and method of ``engine.explain.default_target_layer`` than with the first release's choice
 (the tokens entering the disease head's last attention block, classic Grad-CAM).
 
-Measured on all 640 masked photos (issue 11), old choice -> new: the Lite0 default 15.9 % -> 59.7 %, the Lite2
-default 29.4 % -> 75.9 % (both in-sample; Lite2 5-fold out-of-sample 22.3 % -> 77.8 %). The test asks for at
-least half the smaller gap (0.44) on a fixed set of 30 photos (the first 30 masked photos by name), through
-the app's own loading and preprocessing, with whichever default is shipped.
+Measured (issue 11), old choice -> new, pointing game: the Lite0 default 15.9 % -> 59.7 % and the first Lite2
+default 29.4 % -> 75.9 % (in-sample, all 640 masked photos); the Lite2 default trained with the mask losses
+(shipped now), 5-fold out-of-sample 41.4 % -> 85.0 %, and in-sample 63.8 % -> 85.8 % (first 120 masked photos
+by name: 73.3 % -> 84.2 %). The mask losses made the token map point better, so the old gap no longer holds
+on a small sample; the test asks, on those 120 photos through the app's own loading and preprocessing, that
+the new choice points at the lesion on at least 75 % of them and on at least 5 points more than the old.
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ from engine.preprocess import preprocess_batch
 from tests.engine.imagefiles import DATA_DIR
 
 SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "models" / "default.dmvb"
-N_PHOTOS = 30
-MEASURED_GAP = 0.597 - 0.159  # pointing game, new minus old choice, Lite0 default, all 640 masked photos
+N_PHOTOS = 120
 
 
 def test_the_new_target_layer_points_at_the_lesion_more_often_than_the_old_one() -> None:
@@ -48,4 +49,5 @@ def test_the_new_target_layer_points_at_the_lesion_more_often_than_the_old_one()
     lesions = [masks.load(p, im.shape[:2]) for p, im in zip(photos, images, strict=True)]
     new_hits = np.array([pointing_game(c, m).hit for c, m in zip(new, lesions, strict=True)])
     old_hits = np.array([pointing_game(c, m).hit for c, m in zip(old, lesions, strict=True)])
-    assert new_hits.mean() - old_hits.mean() >= MEASURED_GAP / 2, (new_hits.mean(), old_hits.mean())
+    assert new_hits.mean() >= 0.75, (new_hits.mean(), old_hits.mean())
+    assert new_hits.mean() - old_hits.mean() >= 0.05, (new_hits.mean(), old_hits.mean())
