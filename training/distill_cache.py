@@ -39,6 +39,7 @@ from torch import nn
 from engine.models import ModelConfig
 from training.augment import TrainTransform
 from training.config import ConfigError, DistillConfig, ExperimentConfig, config_to_dict
+from training.data.dataset import make_dataset
 from training.data.pack import PackData
 from training.distill import soft_cross_entropy_kd
 from training.frozen_prefix import frozen_prefix, prefix_slots, view_cache
@@ -170,8 +171,6 @@ def teacher_targets(teacher: nn.Module, t_cfg: ExperimentConfig, t_mcfg: ModelCo
     ``cfg``/``s_mcfg`` the student's (augmentation, seed, epochs, views, context dropping). ``out_path``
     keeps the result (reused when ``teacher_id``, the configs and the rows are the same); ``cache_dir``
     holds the view caches of teachers with a frozen prefix."""
-    from training.run import make_dataset
-
     check_cached_distill(cfg)
     rows = np.asarray(rows, dtype=np.int64)
     key = _targets_key(teacher_id, t_cfg, t_mcfg, cfg, s_mcfg, data, rows, keys)

@@ -13,7 +13,7 @@ import json
 import pickle
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +23,11 @@ import torch
 import yaml
 from torch import nn
 
-from engine.context import ClinicalContext
 from engine.models import TABLE1_ROWS, ModelConfig, build_model, model_config
 from engine.preprocess import PreprocessConfig
 from engine.taxonomy import Taxonomy
-from training.augment import TrainTransform
 from training.config import ConfigError, ExperimentConfig, config_to_dict, load_config
-from training.data.dataset import PackDataset, class_balanced_weights
+from training.data.dataset import class_balanced_weights, make_dataset
 from training.data.manifest import read_manifest
 from training.data.pack import PackData, pack, read_pack_labels
 from training.data.spec import load_spec
@@ -181,17 +179,6 @@ def build_loss(cfg: ExperimentConfig, data: PackData, heads: tuple[str, ...], tr
         raise ConfigError(f"loss.class_weights must be none or balanced, got {cfg.loss.class_weights!r}")
     return MultiTaskLoss(data.taxonomy, heads, cfg.loss.weights, label_smoothing=cfg.loss.label_smoothing,
                          class_weights=cw)
-
-
-def make_dataset(cfg: ExperimentConfig, data: PackData, idx: np.ndarray, mcfg: ModelConfig, *, train: bool,
-                 corruption: tuple[str, int] | None = None,
-                 contexts: Sequence[ClinicalContext | None] | None = None) -> PackDataset:
-    """``contexts`` (one per pack row) feeds an evaluation the clinical context; training draws its own."""
-    tf = TrainTransform(cfg.augment, mcfg.img_size, cfg.data.mean, cfg.data.std) if train else None
-    return PackDataset(data, idx, mcfg.heads, img_size=mcfg.img_size, mean=cfg.data.mean, std=cfg.data.std,
-                       transform=tf, seed=cfg.train.seed, corruption=corruption,
-                       context=mcfg.context_encoding(), contexts=contexts,
-                       context_drop=(cfg.augment.context_drop_p, cfg.augment.context_drop_all_p))
 
 
 def _limit(cfg: ExperimentConfig, data: PackData) -> np.ndarray:

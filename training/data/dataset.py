@@ -8,7 +8,7 @@ heads become one-hot soft targets so CutMix and label smoothing treat every head
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -21,7 +21,11 @@ from training.augment import TrainTransform
 from training.data.context import drop_fields, pack_contexts
 from training.data.pack import PackData
 
-__all__ = ["PackDataset", "ShardedSampler", "class_balanced_weights", "collate"]
+if TYPE_CHECKING:
+    from engine.models import ModelConfig
+    from training.config import ExperimentConfig
+
+__all__ = ["PackDataset", "ShardedSampler", "class_balanced_weights", "collate", "make_dataset"]
 
 
 class PackDataset(Dataset[dict[str, Any]]):
@@ -123,6 +127,18 @@ class PackDataset(Dataset[dict[str, Any]]):
             return None
         rng = np.random.default_rng([self.seed, self.epoch, i, 31337])
         return drop_fields(ctx, rng, self.context_drop[0], self.context_drop[1], self.context.fields)
+
+
+def make_dataset(cfg: ExperimentConfig, data: PackData, idx: np.ndarray, mcfg: ModelConfig, *, train: bool,
+                 corruption: tuple[str, int] | None = None,
+                 contexts: Sequence[ClinicalContext | None] | None = None) -> PackDataset:
+    """The dataset a run trains (``train``: its augmentation) or evaluates on; ``contexts`` (one per pack
+    row) feeds an evaluation the clinical context; training draws its own."""
+    tf = TrainTransform(cfg.augment, mcfg.img_size, cfg.data.mean, cfg.data.std) if train else None
+    return PackDataset(data, idx, mcfg.heads, img_size=mcfg.img_size, mean=cfg.data.mean, std=cfg.data.std,
+                       transform=tf, seed=cfg.train.seed, corruption=corruption,
+                       context=mcfg.context_encoding(), contexts=contexts,
+                       context_drop=(cfg.augment.context_drop_p, cfg.augment.context_drop_all_p))
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
