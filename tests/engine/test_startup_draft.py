@@ -52,7 +52,10 @@ def predictor():
 
 
 def _agree(full: list, draft: list, max_shift: float) -> list[str]:
-    """Photos whose top-1 differs; fails if probabilities move by ``max_shift`` or a clear top-1 flips."""
+    """Photos whose top-1 differs; fails if probabilities move by ``max_shift`` or a clear top-1 flips, or if
+    fewer than 6 of the photos have a clear top-1 (2 points or more ahead) for the check to bite on."""
+    clear = sum(pf.differential[0].probability - pf.differential[1].probability >= 0.02 for pf in full)
+    assert clear >= 6, f"only {clear} photos with a clear top-1"
     flipped = []
     for pf, pd in zip(full, draft, strict=True):
         probs_f = {s.code: s.probability for s in pf.differential}
@@ -67,28 +70,27 @@ def _agree(full: list, draft: list, max_shift: float) -> list[str]:
 
 def test_the_viewers_draft_decode_keeps_the_top1_of_a_full_decode(phone_jpegs: list[Path], predictor) -> None:
     """Top-1 as with a full decode on every photo whose top two are 2 points apart or more, probabilities
-    within 2 points. (With the Lite2 context model PAT_682_1292_986 is a BCC/SCC tie under a point wide,
-    which any resampling can tip: at most that one may differ.)"""
+    within 2 points. (With the shipped default two of the eight are ties under a point wide, PAT_244_374_726
+    NEV/BCC and PAT_682_1292_986 SCC/ACK, which any resampling can tip: only such ties may differ.)"""
     draft = [load_image(p, max_side=DISPLAY_MAX_SIDE) for p in phone_jpegs]
     assert all(d.shape == (2000, 2000, 3) for d in draft)  # every one decoded at half size
     full = [load_image(p) for p in phone_jpegs]
-    flipped = _agree(predictor.predict_batch(full), predictor.predict_batch(draft), 0.02)
-    assert len(flipped) <= 1, flipped
+    _agree(predictor.predict_batch(full), predictor.predict_batch(draft), 0.02)
 
 
 @pytest.mark.parametrize("max_side", [256, 512])
 def test_draft_decode_at_the_models_size_moves_probabilities_by_little(jpegs: list[Path], predictor,
                                                                      max_side: int) -> None:
     """Decoding at 1/4 to 1/8 (what the model alone would need) shifts probabilities by a few points: the
-    top-1 is kept wherever the full decode's top two are 2 points apart or more. (With the Lite2 context
-    model, PAT_682_1292_986 is a 0.3-point tie between BCC and SCC that any resampling can tip.)"""
+    top-1 is kept wherever the full decode's top two are 2 points apart or more. (With the shipped default,
+    PAT_244_374_726 and PAT_682_1292_986 are ties under a point wide that any resampling can tip; both flip
+    at 512 px.)"""
     full = [load_image(p) for p in jpegs]
     draft = [load_image(p, max_side=max_side) for p in jpegs]
     for d in draft:
         assert max(d.shape[:2]) >= max_side  # never below what was asked for
     assert sum(d.size for d in draft) < sum(f.size for f in full) / 4  # DCT scaling really happened
-    flipped = _agree(predictor.predict_batch(full), predictor.predict_batch(draft), 0.1)
-    assert len(flipped) <= 1, flipped
+    _agree(predictor.predict_batch(full), predictor.predict_batch(draft), 0.1)
 
 
 def test_a_12_megapixel_jpeg_decodes_at_half_size_for_the_viewer(tmp_path: Path) -> None:
