@@ -43,7 +43,7 @@ import numpy as np
 
 from engine.backends.onnx_backend import OnnxFile, read_onnx
 from engine.errors import ExportError
-from engine.export.onnx_export import META_WEIGHTS_SHA256, stamp_metadata
+from engine.export.onnx_export import META_WEIGHTS_SHA256, stamp_metadata, write_atomically
 from engine.export.parity import preprocessed_batches, probabilities, run_all, top1_agreement
 
 if TYPE_CHECKING:
@@ -428,15 +428,6 @@ def _read_fp32(src: str | Path | bytes | OnnxFile) -> OnnxFile:
     return f
 
 
-def _write(model: onnx.ModelProto, dst: Path) -> None:
-    tmp = dst.with_suffix(dst.suffix + ".tmp")
-    try:
-        tmp.write_bytes(model.SerializeToString())
-        tmp.replace(dst)
-    except OSError as exc:
-        raise ExportError(f"cannot write: {exc.strerror}", dst) from exc
-
-
 def _ort_errors() -> tuple[type[BaseException], ...]:
     from engine.backends.onnx_backend import _ort_errors as errors
 
@@ -510,7 +501,7 @@ def optimize_attention(
     out.producer_name = "dermviewer"
     meta = {p.key: p.value for p in out.metadata_props}
     stamp_metadata(out, fp32.bundle.header(), meta.get(META_WEIGHTS_SHA256, fp32.weights_sha256), FUSED_PRECISION)
-    _write(out, dst)
+    write_atomically(out.SerializeToString(), dst)
     n_attn = sum(1 for n in out.graph.node if n.op_type == "Attention")
     report = FusionReport(dst, FUSED_PRECISION, n_attn, len(unfused), stats, fused, unfused)
     if images:
@@ -559,7 +550,7 @@ def quantize_fused_int8(
               for op in ("QAttention", "MatMulInteger", "DynamicQuantizeMatMul", "Attention", "MatMul")}
     meta = {p.key: p.value for p in model.metadata_props}
     stamp_metadata(model, f.bundle.header(), meta.get(META_WEIGHTS_SHA256, f.weights_sha256), FUSED_INT8_PRECISION)
-    _write(model, dst)
+    write_atomically(model.SerializeToString(), dst)
     g = _Graph(model)
     explicit = sum(1 for n in model.graph.node if n.op_type == "Softmax" and _is_attention_softmax(g, n))
     report = FusionReport(dst, FUSED_INT8_PRECISION, counts["QAttention"] + counts["Attention"], explicit,

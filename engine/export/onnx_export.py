@@ -152,11 +152,15 @@ def export_onnx(
 ) -> Path:
     """Write ``out_path`` (atomically) and return it; raises :class:`ExportError` on any failure."""
     out = Path(out_path)
-    blob = export_onnx_bytes(bundle_or_path, opset, exporter)
-    tmp = out.with_suffix(out.suffix + ".tmp")
+    write_atomically(export_onnx_bytes(bundle_or_path, opset, exporter), out)
+    return out
+
+
+def write_atomically(blob: bytes, dst: Path) -> None:
+    """``blob`` to ``dst`` through a sibling ``.tmp`` file and a rename; :class:`ExportError` if it cannot."""
+    tmp = dst.with_suffix(dst.suffix + ".tmp")
     try:
         tmp.write_bytes(blob)
-        tmp.replace(out)
+        tmp.replace(dst)
     except OSError as exc:
-        raise ExportError(f"cannot write: {exc.strerror}", out) from exc
-    return out
+        raise ExportError(f"cannot write: {exc.strerror}", dst) from exc

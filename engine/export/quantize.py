@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.backends.onnx_backend import OnnxBackend, read_onnx
 from engine.errors import ExportError
-from engine.export.onnx_export import META_WEIGHTS_SHA256, stamp_metadata
+from engine.export.onnx_export import META_WEIGHTS_SHA256, stamp_metadata, write_atomically
 from engine.export.parity import preprocessed_batches, probabilities, run_all, top1_agreement
 
 __all__ = ["INT8_PRECISION", "QuantizationReport", "quantize_int8"]
@@ -82,12 +82,7 @@ def quantize_int8(
     n_q = sum(1 for n in model.graph.node if n.op_type == "MatMulInteger")
     meta = {p.key: p.value for p in model.metadata_props}
     stamp_metadata(model, fp32.bundle.header(), meta.get(META_WEIGHTS_SHA256, fp32.weights_sha256), INT8_PRECISION)
-    tmp_dst = dst.with_suffix(dst.suffix + ".tmp")
-    try:
-        tmp_dst.write_bytes(model.SerializeToString())
-        tmp_dst.replace(dst)
-    except OSError as exc:
-        raise ExportError(f"cannot write: {exc.strerror}", dst) from exc
+    write_atomically(model.SerializeToString(), dst)
     report = QuantizationReport(dst, n_q)
     if images:
         batches = preprocessed_batches(images, fp32.bundle, batch_size)
