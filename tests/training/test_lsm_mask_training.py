@@ -105,20 +105,25 @@ def _lesion_mass(model: torch.nn.Module, cfg, data, lesions) -> float:
     return float((p * cells).sum(dim=1).mean())
 
 
+def _fit_tiny(tiny_pack, tmp_path: Path, loss: dict):
+    """The tiny model trained 6 epochs on cached views with the given mask-loss weights (same seed each time)."""
+    name = "-".join(f"{k}{v}" for k, v in loss.items())
+    cfg = tiny_config(tmp_path / name, tiny_pack.path, optim={"frozen_stages": 2, "lr": 5e-3}, train={"epochs": 6},
+                      loss=loss, data={"lesion_masks": str(MASKS)}, augment={"cutmix_p": 0.0},
+                      model={"name": "dermimitformer_tiny", "overrides": {"pretrained": True}})
+    torch.manual_seed(0)
+    model, mcfg = build_model_from_config(cfg, tiny_pack.taxonomy)
+    out = fit(cfg, tiny_pack, np.arange(len(tiny_pack)), tmp_path / f"run-{name}", model=model, mcfg=mcfg)
+    return cfg, mcfg, out.model
+
+
 def test_training_with_the_mask_loss_moves_the_lsm_mass_onto_the_lesion(tiny_pack, tmp_path: Path) -> None:
     """Same seed, data and epochs; only ``loss.lsm_mask_weight`` differs. Fails if the grids never arrive."""
     lesions = pack_lesions(tiny_pack, MASKS)
-    rows = np.arange(len(tiny_pack))
     mass = {}
     for w in (0.0, 3.0):
-        cfg = tiny_config(tmp_path / str(w), tiny_pack.path, optim={"frozen_stages": 2, "lr": 5e-3},
-                          train={"epochs": 6},
-                          loss={"lsm_mask_weight": w}, data={"lesion_masks": str(MASKS)}, augment={"cutmix_p": 0.0},
-                          model={"name": "dermimitformer_tiny", "overrides": {"pretrained": True}})
-        torch.manual_seed(0)
-        model, mcfg = build_model_from_config(cfg, tiny_pack.taxonomy)
-        out = fit(cfg, tiny_pack, rows, tmp_path / f"run{w}", model=model, mcfg=mcfg)
-        mass[w] = _lesion_mass(out.model, cfg, tiny_pack, lesions)
+        cfg, _, model = _fit_tiny(tiny_pack, tmp_path, {"lsm_mask_weight": w})
+        mass[w] = _lesion_mass(model, cfg, tiny_pack, lesions)
     assert mass[3.0] > mass[0.0] + 0.02, mass
 
 
@@ -139,30 +144,20 @@ def _cam_lesion_mass(model: torch.nn.Module, cached, lesions_grid, rows) -> floa
 
 def test_training_with_the_cam_loss_moves_the_cam_onto_the_lesion(tiny_pack, tmp_path: Path) -> None:
     """Same seed, data and epochs; only ``loss.cam_mask_weight`` differs; measured on the first cached view."""
-    from training.frozen_prefix import CachedViewDataset, frozen_prefix, view_cache, view_cache_key
+    from training.frozen_prefix import CachedViewDataset, frozen_prefix, view_cache
 
     lesions = pack_lesions(tiny_pack, MASKS)
     rows = np.arange(len(tiny_pack))
     mass = {}
     for w in (0.0, 3.0):
-        cfg = tiny_config(tmp_path / str(w), tiny_pack.path, optim={"frozen_stages": 2, "lr": 5e-3},
-                          train={"epochs": 6}, loss={"cam_mask_weight": w}, data={"lesion_masks": str(MASKS)},
-                          augment={"cutmix_p": 0.0},
-                          model={"name": "dermimitformer_tiny", "overrides": {"pretrained": True}})
-        torch.manual_seed(0)
-        model, mcfg = build_model_from_config(cfg, tiny_pack.taxonomy)
-        out = fit(cfg, tiny_pack, rows, tmp_path / f"run{w}", model=model, mcfg=mcfg)
-        cache = tmp_path / str(w) / "runs" / "cache"
-        grids = np.load(cache / f"{view_cache_key(cfg, tiny_pack, 'lite0', mcfg.img_size)}-lesion-"
-                        f"{mcfg.grid_size[0]}x{mcfg.grid_size[1]}.npy") if w else None
-        with frozen_prefix(out.model, 2) as prefix:
-            views = view_cache(cfg, tiny_pack, prefix, stem="lite0", img_size=mcfg.img_size, cache_dir=cache,
-                               log=lambda _m: None)
-            if grids is None:
-                grids = lesion_view_grids(cfg, tiny_pack, lesions, img_size=mcfg.img_size,
-                                          grid=tuple(mcfg.grid_size), views=len(views), log=lambda _m: None)
+        cfg, mcfg, model = _fit_tiny(tiny_pack, tmp_path, {"cam_mask_weight": w})
+        with frozen_prefix(model, 2) as prefix:
+            views = view_cache(cfg, tiny_pack, prefix, stem="lite0", img_size=mcfg.img_size,
+                               cache_dir=tmp_path / "cache", log=lambda _m: None)
+            grids = lesion_view_grids(cfg, tiny_pack, lesions, img_size=mcfg.img_size, grid=tuple(mcfg.grid_size),
+                                      views=len(views), log=lambda _m: None)
             cached = CachedViewDataset(make_dataset(cfg, tiny_pack, rows, mcfg, train=True), views, grids)
-            mass[w] = _cam_lesion_mass(out.model, cached, grids[0], list(range(len(rows))))
+            mass[w] = _cam_lesion_mass(model, cached, grids[0], list(range(len(rows))))
     assert mass[3.0] > mass[0.0] + 0.02, mass
 
 
