@@ -22,7 +22,7 @@ from dermviewer.state.settings import Settings
 from engine.bundle import load_bundle
 from engine.inference import Predictor
 from engine.prediction import Prediction
-from tests.dermviewer.state.test_context_state import FIRST, context_model_path, photo_only_model
+from tests.dermviewer.state.test_context_state import FIRST, context_model_path, photo_only_model_path
 
 TIMEOUT = 30_000
 
@@ -116,11 +116,8 @@ def test_prefilled_fields_and_an_edit_bring_the_second_differential(window_on, q
     _assert_shows(panel.shown_probabilities(2), reference.predict(FIRST, edited.without(["age"])))
 
 
-def test_a_photo_only_model_shows_a_disabled_panel_saying_so(window_on, qtbot) -> None:
-    path = photo_only_model()
-    if path is None:
-        pytest.skip("every shipped model takes the clinical context")
-    win = window_on(path)
+def test_a_photo_only_model_shows_a_disabled_panel_saying_so(window_on, qtbot, tmp_path) -> None:
+    win = window_on(photo_only_model_path(tmp_path))
     panel = win.findings.context
     with qtbot.waitSignal(win.controller.case_shown, timeout=TIMEOUT):
         win.controller.open_paths([FIRST])

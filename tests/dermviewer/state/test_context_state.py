@@ -207,7 +207,9 @@ def test_a_late_result_of_a_superseded_edit_is_dropped(context_host, reference) 
                                atol=1e-5)
 
 
-def test_a_new_model_keeps_the_edits_on_the_same_photo_and_a_photo_only_one_drops_the_job(context_model) -> None:
+def test_a_new_model_keeps_the_edits_on_the_same_photo_and_a_photo_only_one_drops_the_job(
+    context_model, photo_only_model
+) -> None:
     host = ModelHost()  # its own: this test swaps the model
     host.load(context_model, "cpu", "torch")
     s = Setup(host)
@@ -221,10 +223,7 @@ def test_a_new_model_keeps_the_edits_on_the_same_photo_and_a_photo_only_one_drop
     assert s.review.context == edited  # not re-filled from the manifest
     cmp = s.review.comparison
     assert cmp is not None and cmp.context == edited
-    path = photo_only_model()
-    if path is None:
-        return
-    s.co.load_model(path)
+    s.co.load_model(photo_only_model)
     s.ex.run_pending()
     assert not s.review.available and s.review.comparison is None and s.ex.pending() == []
     assert s.shown[-1] is None  # the panel was told the second differential is gone
@@ -255,22 +254,35 @@ def test_a_bad_manifest_field_is_reported_and_the_others_kept() -> None:
     assert len(problems) == 1 and problems[0].startswith("age")
 
 
-def photo_only_model() -> Path | None:
-    """The shipped default while it is photo-only (else the student, while that one is)."""
+def photo_only_model_path(folder: Path) -> Path:
+    """A shipped model that takes no clinical context (the default first); while every shipped model takes it,
+    a tiny real photo-only bundle (randomly initialised) saved in ``folder``: what is tested is how the review
+    treats a model without context inputs, which needs no trained weights."""
     from dermviewer.state.model import shipped_models
+    from engine.models import build_model, model_config
+    from engine.preprocess import PreprocessConfig
+    from engine.taxonomy import load_taxonomy
 
     for m in sorted(shipped_models(), key=lambda m: m.stem != "default"):
         if not read_bundle_header(m.path).model_config.context_fields:
             return m.path
-    return None
+    cfg = model_config("dermimitformer_tiny")
+    assert not cfg.context_fields
+    torch.manual_seed(0)
+    return save_bundle(folder / "photo-only.dmvb", build_model(cfg).eval(), model_config=cfg,
+                       taxonomy=load_taxonomy("pad_ufes_20"), preprocess=PreprocessConfig(img_size=96),
+                       name="tiny-photo-only", version="1", thresholds={"attributes": 0.5}, metrics={},
+                       provenance={"untrained": True})
 
 
-def test_a_photo_only_model_gets_no_context_job(monkeypatch) -> None:
-    path = photo_only_model()
-    if path is None:
-        pytest.skip("every shipped model takes the clinical context")
+@pytest.fixture(scope="module")
+def photo_only_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return photo_only_model_path(tmp_path_factory.mktemp("photo-only-model"))
+
+
+def test_a_photo_only_model_gets_no_context_job(monkeypatch, photo_only_model) -> None:
     host = ModelHost()
-    host.load(path, "cpu", "torch")
+    host.load(photo_only_model, "cpu", "torch")
     s = Setup(host)
     s.open(FIRST)
     assert not s.review.available
