@@ -138,6 +138,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no training: score RUN's fold models again (with --no-tta / --keep-holes as given) into "
                         "--out, and export RUN's final model again")
 
+    p = sub.add_parser("detect-cv", help="detection-based classification (He et al.): RetinaNet on the Lite stem, "
+                                         "boxes from the lesion masks, K-fold CV on the classifier's folds; each "
+                                         "photo's diagnosis is its top-scoring box's class")
+    p.add_argument("--spec", type=Path, default=Path("configs/data/pad_ufes_20.yaml"), help="dataset spec YAML")
+    p.add_argument("--masks", type=Path, required=True, metavar="DIR|CSV", help="lesion masks (folder or CSV)")
+    p.add_argument("--out", type=Path, default=Path("runs/lesion_detector"), help="run folder")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
+    p.add_argument("--variant", type=int, default=0, help="EfficientNet-Lite encoder variant (0, 1 or 2)")
+    p.add_argument("--size", type=int, default=256, help="square network input (default 256)")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--frozen-stages", type=int, default=2, help="encoder stages kept at ImageNet's weights")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0, help="fold seed: the classifier's cv.seed gives its folds")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N photos of the manifest (smoke runs)")
+    p.add_argument("--compare", type=Path, default=None, metavar="OOF_H5",
+                   help="also score this whole-photo classifier's out-of-fold predictions (a cv run's "
+                        "oof_predictions.h5 or a bundle's .oof.h5) on the same photos and folds")
+
     p = sub.add_parser("lesion-crops", help="lesion-centred copies of a data set from a `lesion-cv` run's "
                                             "out-of-fold boxes, with their manifest and spec (for `cv --set`)")
     p.add_argument("lesion_run", type=Path, help="a finished `lesion-cv` run folder (its oof_lesions.json)")
@@ -388,6 +409,27 @@ def _cmd_lesion_cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_detect_cv(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.metrics import to_jsonable
+    from training.detection import DetConfig, compare_with_classifier, run_detect_cv
+
+    cfg = DetConfig(variant=args.variant, size=args.size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    frozen_stages=args.frozen_stages, folds=args.folds, seed=args.seed, threads=args.threads,
+                    limit=args.limit)
+    out = run_detect_cv(cfg, args.spec, args.masks, args.out, root=args.data_root, log=_log)
+    print(f"detection CV: {out / 'detect_cv.json'}")
+    if args.compare is not None:
+        cmp = compare_with_classifier(out, args.compare)
+        (out / "compare.json").write_text(json.dumps(to_jsonable(cmp), indent=1), encoding="utf-8")
+        for name, summ in cmp["summary"].items():
+            f1 = summ["macro_f1"]
+            print(f"{name}: macro-F1 {100 * f1['mean']:.1f} ± {100 * f1['std']:.1f}")
+        print(f"comparison: {out / 'compare.json'}")
+    return 0
+
+
 def _cmd_lesion_crops(args: argparse.Namespace) -> int:
     from engine.lesions import DEFAULT_MARGIN
     from training.lesion_crops import write_crop_dataset
@@ -442,7 +484,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 _COMMANDS = {"pack": _cmd_pack, "train": _cmd_train, "cv": _cmd_cv, "lr-find": _cmd_lr_find,
              "distill": _cmd_distill, "evaluate": _cmd_evaluate, "robustness": _cmd_robustness,
              "robustness-cv": _cmd_robustness_cv, "localisation-cv": _cmd_localisation_cv,
-             "context-cv": _cmd_context_cv, "lesion-cv": _cmd_lesion_cv,
+             "context-cv": _cmd_context_cv, "lesion-cv": _cmd_lesion_cv, "detect-cv": _cmd_detect_cv,
              "lesion-crops": _cmd_lesion_crops, "lesion-crop-compare": _cmd_lesion_crop_compare,
              "export": _cmd_export, "ship": _cmd_ship}
 
