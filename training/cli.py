@@ -138,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no training: score RUN's fold models again (with --no-tta / --keep-holes as given) into "
                         "--out, and export RUN's final model again")
 
+    p = sub.add_parser("ensemble-oof", help="summed-probability ensembles of finished cv runs from their out-of-fold "
+                                            "predictions (each run alone and every combination), Table 2 form")
+    p.add_argument("runs", type=Path, nargs="+", help="finished `cv` run folders, cross-validated on the same folds")
+    p.add_argument("--out", type=Path, required=True, help="output folder (ensembles.md, ensembles.json)")
+    p.add_argument("--max-size", type=int, default=None, help="largest combination (default: all runs)")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
+
     p = sub.add_parser("detect-cv", help="detection-based classification (He et al.): RetinaNet on the Lite stem, "
                                          "boxes from the lesion masks, K-fold CV on the classifier's folds; each "
                                          "photo's diagnosis is its top-scoring box's class")
@@ -409,6 +416,21 @@ def _cmd_lesion_cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensemble_oof(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.metrics import to_jsonable
+    from training.ensemble import combine_runs
+
+    methods, table = combine_runs(args.runs, root=args.data_root, max_size=args.max_size, log=_log)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ensembles.md").write_text(table, encoding="utf-8")
+    (args.out / "ensembles.json").write_text(json.dumps(to_jsonable({"runs": [str(r) for r in args.runs],
+                                                                     "methods": methods}), indent=1), encoding="utf-8")
+    print(table)
+    return 0
+
+
 def _cmd_detect_cv(args: argparse.Namespace) -> int:
     import json
 
@@ -485,6 +507,7 @@ _COMMANDS = {"pack": _cmd_pack, "train": _cmd_train, "cv": _cmd_cv, "lr-find": _
              "distill": _cmd_distill, "evaluate": _cmd_evaluate, "robustness": _cmd_robustness,
              "robustness-cv": _cmd_robustness_cv, "localisation-cv": _cmd_localisation_cv,
              "context-cv": _cmd_context_cv, "lesion-cv": _cmd_lesion_cv, "detect-cv": _cmd_detect_cv,
+             "ensemble-oof": _cmd_ensemble_oof,
              "lesion-crops": _cmd_lesion_crops, "lesion-crop-compare": _cmd_lesion_crop_compare,
              "export": _cmd_export, "ship": _cmd_ship}
 

@@ -8,6 +8,8 @@ probabilities and reports each member and the ensemble as rows of DermImitFormer
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from training.config import ConfigError, ExperimentConfig, load_config
 from training.evaluate import Predictions, compute_metrics, save_predictions_h5, table2_markdown
 from training.run import ensure_pack, make_run_dir, run_cv
 
-__all__ = ["read_oof", "run_ensemble_cv"]
+__all__ = ["combine_runs", "read_oof", "run_ensemble_cv"]
 
 
 def read_oof(path: Path) -> Predictions:
@@ -71,3 +73,45 @@ def run_ensemble_cv(cfg: ExperimentConfig, config_path: Path | None, *, out: str
     (run_dir / "metrics.json").write_text(json.dumps({"folds": ens_folds}, indent=1, default=float), encoding="utf-8")
     log("\n" + table)
     return run_dir
+
+
+def combine_runs(runs: Sequence[Path], *, root: str | Path | None = None, max_size: int | None = None,
+                 log: Any = print) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """The paper's summed-probability ensemble of finished `cv` runs, from their out-of-fold predictions (no
+    training): each run alone, and every combination of 2 or more runs (up to ``max_size``), each scored per
+    fold with the same metrics as the runs' own cards. The runs must have been cross-validated on the same
+    photos and folds; the disease output is the fused d' where a run has one, else its disease head.
+
+    Returns ``{label: [fold metrics]}`` and the Table 2-form markdown."""
+    if len(runs) < 2:
+        raise ConfigError("combine at least two cv runs")
+    cfg = load_config(Path(runs[0]) / "config.yaml")
+    data = ensure_pack(cfg, root, log)
+    oof: dict[str, Predictions] = {}
+    short = [Path(r).name for r in runs]
+    for run, name in zip(runs, short, strict=True):
+        path = Path(run) / "oof_predictions.h5"
+        if not path.is_file():
+            raise FileNotFoundError(f"{run}: not a finished cv run (no oof_predictions.h5)")
+        oof[name if short.count(name) == 1 else str(run)] = read_oof(path)
+    first = next(iter(oof.values()))
+    for name, p in oof.items():
+        if not np.array_equal(p.indices, first.indices) or p.fold is None or first.fold is None \
+                or not np.array_equal(p.fold, first.fold):
+            raise ConfigError(f"{name} was cross-validated on other photos or folds than {next(iter(oof))}")
+    assert first.fold is not None
+    disease = {name: p.probs["disease_fused"] if "disease_fused" in p.probs else p.probs["disease"]
+               for name, p in oof.items()}
+    names = list(oof)
+    top = len(names) if max_size is None else min(max_size, len(names))
+    methods: dict[str, list[dict[str, Any]]] = {}
+    for size in range(1, top + 1):
+        for combo in combinations(names, size):
+            probs = sum(disease[n] for n in combo) / len(combo)
+            folds = []
+            for f in sorted(set(first.fold.tolist())):
+                sel = first.fold == f
+                folds.append(compute_metrics(Predictions(first.indices[sel], {"disease_fused": probs[sel]},
+                                                         first.embeddings[sel]), data))
+            methods[" + ".join(combo)] = folds
+    return methods, table2_markdown(methods)
