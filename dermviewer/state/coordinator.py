@@ -71,6 +71,7 @@ from dermviewer.state.jobs import (
     predict_whatif,
     thumbnail,
 )
+from dermviewer.state.model import prefetch_explain_imports, uses_onnx
 from dermviewer.state.overlays import OverlayLayer, gradcam_map
 from dermviewer.state.sweep import SweepResult, run_sweep
 from dermviewer.state.tracked_jobs import TrackedJobs
@@ -133,6 +134,8 @@ class Coordinator:
     def load_model(self, path: str | Path) -> JobHandle:
         s, host = self.state.settings, self.state.model
         device, backend = s.device, s.backend
+        if uses_onnx(path, backend):
+            prefetch_explain_imports()  # Grad-CAM's torch-free imports, while ONNX Runtime loads and predicts
         return self.run(lambda: host.prepare(path, device, backend), Lane.INTERACTIVE, self._model_ready,
                         lambda e: self._error(e, "Cannot open model"), stale_with_model=False)
 

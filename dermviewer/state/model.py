@@ -28,8 +28,8 @@ from engine.bundle import file_sha256 as _engine_file_sha256
 from engine.errors import BundleError
 from engine.inference import Predictor, onnx_predictor
 
-__all__ = ["EXPLAIN_MODULES", "LAZY_MODULES", "ONNX_MODULES",
-           "ModelHost", "ModelInfo", "ShippedModel", "file_sha256", "model_card_text",
+__all__ = ["EXPLAIN_MODULES", "LAZY_MODULES", "ONNX_MODULES", "PREFETCH_MODULES",
+           "ModelHost", "ModelInfo", "ShippedModel", "file_sha256", "model_card_text", "prefetch_explain_imports",
            "preload_model_imports", "resolve_model_choice", "shipped_models", "uses_onnx"]
 
 _log = logging.getLogger(__name__)
@@ -45,6 +45,57 @@ _log = logging.getLogger(__name__)
 LAZY_MODULES = ("torch", "timm", "safetensors.torch", "engine.models.dermimitformer", "engine.models.classifier",
                 "engine.explain", "pytorch_grad_cam")
 EXPLAIN_MODULES = LAZY_MODULES
+# What pytorch_grad_cam imports besides torch (scikit-learn for its KPCA-CAM, SciPy, pyplot: about a third of
+# the Grad-CAM path's import time, issue 14). None of them imports torch, so the app may import them while the
+# first differential is computed (ONNX Runtime releases the GIL), leaving only torch, torchvision and timm
+# for after it (:func:`prefetch_explain_imports`).
+PREFETCH_MODULES = ("scipy.ndimage", "sklearn.decomposition", "matplotlib.pyplot", "matplotlib.lines")
+
+_prefetch_lock = threading.Lock()
+_prefetch_thread: threading.Thread | None = None
+
+
+def _use_agg_for_pyplot() -> None:
+    import sys
+
+    if "matplotlib.pyplot" not in sys.modules:
+        # pytorch_grad_cam imports pyplot; on a worker thread, with Qt loaded, pyplot would pick a Qt backend
+        # and touch the application from outside the UI thread (a fresh clone's suite aborted in the event loop
+        # while this ran). The app's plots embed matplotlib's Qt canvas directly.
+        import matplotlib
+
+        matplotlib.use("Agg")
+
+
+def _prefetch() -> None:
+    import contextlib
+    import importlib
+
+    _use_agg_for_pyplot()
+    for name in PREFETCH_MODULES:
+        with contextlib.suppress(ImportError):  # the Grad-CAM load then reports it
+            importlib.import_module(name)
+
+
+def prefetch_explain_imports() -> threading.Thread:
+    """Start importing :data:`PREFETCH_MODULES` on a plain thread, once per process; returns that thread.
+
+    A plain ``threading.Thread``, as :meth:`ModelHost.load_explainer` uses (not a Qt worker: see
+    :data:`LAZY_MODULES`). :meth:`ModelHost.load_explainer` joins it before importing torch, so the two
+    import graphs never interleave."""
+    global _prefetch_thread
+    with _prefetch_lock:
+        if _prefetch_thread is None:
+            _prefetch_thread = threading.Thread(target=_prefetch, name="dermviewer-prefetch-imports", daemon=False)
+            _prefetch_thread.start()
+        return _prefetch_thread
+
+
+def _join_prefetch() -> None:
+    with _prefetch_lock:
+        t = _prefetch_thread
+    if t is not None:
+        t.join()
 ONNX_MODULES = ("onnxruntime", "engine.backends.onnx_backend", "engine.onnx_cache")
 _ONNX_FILE_MODULES = ("onnx", "engine.export")  # an .onnx file is validated by read_onnx (onnx, torch)
 
@@ -264,15 +315,9 @@ class ModelHost:
             p = self.predictor
         if p.backend_name != "torch":
             import importlib
-            import sys
 
-            if "matplotlib.pyplot" not in sys.modules:
-                # pytorch_grad_cam imports pyplot; on this thread, with Qt loaded, pyplot would pick a Qt
-                # backend and touch the application from outside the UI thread (a fresh clone's suite aborted
-                # in the event loop while this ran). The app's plots embed matplotlib's Qt canvas directly.
-                import matplotlib
-
-                matplotlib.use("Agg")
+            _join_prefetch()
+            _use_agg_for_pyplot()
             for name in EXPLAIN_MODULES:
                 importlib.import_module(name)
             self._set_torch_threads()

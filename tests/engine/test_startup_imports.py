@@ -95,3 +95,14 @@ print("SEEN", seen)
 assert seen["heavy"] == [] and seen["backend"] == "onnx", seen
 """
     _child(code, onnx_cache, tmp_path)
+
+
+def test_the_grad_cam_prefetch_imports_its_torch_free_modules_and_no_torch() -> None:
+    """What the app imports while the first differential is computed (dermviewer.state.model.PREFETCH_MODULES)."""
+    loaded, out = _child("from dermviewer.state.model import PREFETCH_MODULES, prefetch_explain_imports\n"
+                         "t = prefetch_explain_imports(); t.join()\n"
+                         "assert prefetch_explain_imports() is t  # once per process\n"
+                         "import sys, matplotlib\n"
+                         "print('HAVE', all(m in sys.modules for m in PREFETCH_MODULES), matplotlib.get_backend().lower())")
+    assert loaded == []
+    assert "HAVE True agg" in out
