@@ -37,6 +37,24 @@ def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _lesion_net_args(p: argparse.ArgumentParser, *, out: str, size: int, epochs: int, batch_size: int, threads: int,
+                     limit_help: str) -> None:
+    """The arguments ``lesion-cv`` and ``detect-cv`` share: data, masks, encoder, input size, schedule, folds."""
+    p.add_argument("--spec", type=Path, default=Path("configs/data/pad_ufes_20.yaml"), help="dataset spec YAML")
+    p.add_argument("--masks", type=Path, required=True, metavar="DIR|CSV", help="lesion masks (folder or CSV)")
+    p.add_argument("--out", type=Path, default=Path(out), help="run folder")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
+    p.add_argument("--variant", type=int, default=0, help="EfficientNet-Lite encoder variant (0, 1 or 2)")
+    p.add_argument("--size", type=int, default=size, help=f"square network input (default {size})")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0, help="fold seed: the classifier's cv.seed gives its folds")
+    p.add_argument("--threads", type=int, default=threads, help=f"torch threads (default {threads})")
+    p.add_argument("--limit", type=int, default=None, help=limit_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dermviewer-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -118,19 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lesion-cv", help="lesion finder: K-fold CV on the lesion masks (the classifier's folds), "
                                          "Dice/IoU/boundary F/box IoU per fold, final fit exported to ONNX")
-    p.add_argument("--spec", type=Path, default=Path("configs/data/pad_ufes_20.yaml"), help="dataset spec YAML")
-    p.add_argument("--masks", type=Path, required=True, metavar="DIR|CSV", help="lesion masks (folder or CSV)")
-    p.add_argument("--out", type=Path, default=Path("runs/lesion_finder"), help="run folder")
-    p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
-    p.add_argument("--variant", type=int, default=0, help="EfficientNet-Lite encoder variant (0, 1 or 2)")
-    p.add_argument("--size", type=int, default=160, help="square network input (default 160)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0, help="fold seed: the classifier's cv.seed gives its folds")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N masked photos (smoke runs)")
+    _lesion_net_args(p, out="runs/lesion_finder", size=160, epochs=10, batch_size=16, threads=2,
+                     limit_help="only the first N masked photos (smoke runs)")
     p.add_argument("--no-final-fit", action="store_true", help="CV only: no model on every photo, no ONNX file")
     p.add_argument("--no-tta", action="store_true", help="score without the mirror-image average")
     p.add_argument("--keep-holes", action="store_true", help="do not fill holes inside found regions")
@@ -148,20 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect-cv", help="detection-based classification (He et al.): RetinaNet on the Lite stem, "
                                          "boxes from the lesion masks, K-fold CV on the classifier's folds; each "
                                          "photo's diagnosis is its top-scoring box's class")
-    p.add_argument("--spec", type=Path, default=Path("configs/data/pad_ufes_20.yaml"), help="dataset spec YAML")
-    p.add_argument("--masks", type=Path, required=True, metavar="DIR|CSV", help="lesion masks (folder or CSV)")
-    p.add_argument("--out", type=Path, default=Path("runs/lesion_detector"), help="run folder")
-    p.add_argument("--data-root", type=Path, default=None, help="dataset folder (overrides the spec's root)")
-    p.add_argument("--variant", type=int, default=0, help="EfficientNet-Lite encoder variant (0, 1 or 2)")
-    p.add_argument("--size", type=int, default=256, help="square network input (default 256)")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
+    _lesion_net_args(p, out="runs/lesion_detector", size=256, epochs=12, batch_size=8, threads=1,
+                     limit_help="only the first N photos of the manifest (smoke runs)")
     p.add_argument("--frozen-stages", type=int, default=2, help="encoder stages kept at ImageNet's weights")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0, help="fold seed: the classifier's cv.seed gives its folds")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N photos of the manifest (smoke runs)")
     p.add_argument("--compare", type=Path, default=None, metavar="OOF_H5",
                    help="also score this whole-photo classifier's out-of-fold predictions (a cv run's "
                         "oof_predictions.h5 or a bundle's .oof.h5) on the same photos and folds")

@@ -54,10 +54,12 @@ from engine.masks import MaskSource
 from engine.metrics import summarize_folds, to_jsonable
 from engine.metrics.segmentation import box_iou, main_component, mask_box
 from engine.models.efficientnet_lite import create_efficientnet_lite
+from training.config import OptimConfig
 from training.data.manifest import read_manifest
 from training.data.spec import load_spec
 from training.data.splits import make_folds
 from training.lesion_seg import _augment
+from training.optim import build_scheduler
 
 __all__ = ["DetConfig", "box_from_mask", "build_detector", "compare_with_classifier", "disease_scores",
            "run_detect_cv", "top_box"]
@@ -183,14 +185,9 @@ def train_detector(cfg: DetConfig, images: list[np.ndarray], masks: list[np.ndar
     weights = 1.0 / counts[labels] if cfg.balanced else np.ones(n)
     weights /= weights.sum()
     steps = max(1, n // cfg.batch_size)
-    total, warm = cfg.epochs * steps, steps
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    total = cfg.epochs * steps
+    sched = build_scheduler(opt, OptimConfig(schedule="cosine", warmup_epochs=1, min_lr_ratio=0.0), steps,
+                            cfg.epochs)
     t0 = time.perf_counter()
     bar = tqdm(total=total, desc=desc, unit="step", leave=False)
     for epoch in range(cfg.epochs):

@@ -42,9 +42,11 @@ from engine.masks import MaskSource
 from engine.metrics import summarize_folds, to_jsonable
 from engine.metrics.segmentation import segmentation_score
 from engine.models.lesion_seg import SEG_MEAN, SEG_STD, LesionSegNet, create_lesion_segnet
+from training.config import OptimConfig
 from training.data.manifest import read_manifest
 from training.data.spec import load_spec
 from training.data.splits import make_folds
+from training.optim import build_scheduler
 
 __all__ = ["SEG_METRICS", "SegConfig", "SegData", "export_finder", "load_seg_data", "rescore_lesion_cv",
            "run_lesion_cv", "score_photos", "train_segnet"]
@@ -166,14 +168,8 @@ def train_segnet(cfg: SegConfig, data: SegData, rows: Sequence[int], seed: int =
     rows = np.asarray(rows)
     steps_per_epoch = max(1, len(rows) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
-    warm = steps_per_epoch
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    sched = build_scheduler(opt, OptimConfig(schedule="cosine", warmup_epochs=1, min_lr_ratio=0.0), steps_per_epoch,
+                            cfg.epochs)  # one epoch of linear warm-up, then cosine to zero
     t0 = time.perf_counter()
     bar = tqdm(total=total, desc=desc, unit="step", leave=False)
     for epoch in range(cfg.epochs):
