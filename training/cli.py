@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no training: score RUN's fold models again (with --no-tta / --keep-holes as given) into "
                         "--out, and export RUN's final model again")
 
+    p = sub.add_parser("detect-compare", help="a finished detect-cv run against a whole-photo classifier's "
+                                              "out-of-fold predictions on the same photos and folds")
+    p.add_argument("run", type=Path, help="a finished `detect-cv` run folder")
+    p.add_argument("oof", type=Path, help="the classifier's oof_predictions.h5 (a cv run's) or a bundle's .oof.h5")
+    p.add_argument("--label", default=None, help="the classifier's name in the table (default: the file name)")
+
     p = sub.add_parser("ensemble-oof", help="summed-probability ensembles of finished cv runs from their out-of-fold "
                                             "predictions (each run alone and every combination), Table 2 form")
     p.add_argument("runs", type=Path, nargs="+", help="finished `cv` run folders, cross-validated on the same folds")
@@ -428,10 +434,7 @@ def _cmd_ensemble_oof(args: argparse.Namespace) -> int:
 
 
 def _cmd_detect_cv(args: argparse.Namespace) -> int:
-    import json
-
-    from engine.metrics import to_jsonable
-    from training.detection import DetConfig, compare_with_classifier, run_detect_cv
+    from training.detection import DetConfig, run_detect_cv, write_comparison
 
     cfg = DetConfig(variant=args.variant, size=args.size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     frozen_stages=args.frozen_stages, folds=args.folds, seed=args.seed, threads=args.threads,
@@ -439,12 +442,14 @@ def _cmd_detect_cv(args: argparse.Namespace) -> int:
     out = run_detect_cv(cfg, args.spec, args.masks, args.out, root=args.data_root, log=_log)
     print(f"detection CV: {out / 'detect_cv.json'}")
     if args.compare is not None:
-        cmp = compare_with_classifier(out, args.compare)
-        (out / "compare.json").write_text(json.dumps(to_jsonable(cmp), indent=1), encoding="utf-8")
-        for name, summ in cmp["summary"].items():
-            f1 = summ["macro_f1"]
-            print(f"{name}: macro-F1 {100 * f1['mean']:.1f} ± {100 * f1['std']:.1f}")
-        print(f"comparison: {out / 'compare.json'}")
+        print(write_comparison(out, args.compare).read_text(encoding="utf-8"))
+    return 0
+
+
+def _cmd_detect_compare(args: argparse.Namespace) -> int:
+    from training.detection import write_comparison
+
+    print(write_comparison(args.run, args.oof, args.label).read_text(encoding="utf-8"))
     return 0
 
 
@@ -502,7 +507,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 _COMMANDS = {"pack": _cmd_pack, "train": _cmd_train, "cv": _cmd_cv, "lr-find": _cmd_lr_find,
              "distill": _cmd_distill, "evaluate": _cmd_evaluate, "robustness": _cmd_robustness,
              "robustness-cv": _cmd_robustness_cv, "localisation-cv": _cmd_localisation_cv,
-             "context-cv": _cmd_context_cv, "lesion-cv": _cmd_lesion_cv, "detect-cv": _cmd_detect_cv,
+             "context-cv": _cmd_context_cv, "lesion-cv": _cmd_lesion_cv,
+             "detect-cv": _cmd_detect_cv, "detect-compare": _cmd_detect_compare,
              "ensemble-oof": _cmd_ensemble_oof,
              "lesion-crops": _cmd_lesion_crops, "lesion-crop-compare": _cmd_lesion_crop_compare,
              "export": _cmd_export, "ship": _cmd_ship}

@@ -61,8 +61,8 @@ from training.data.splits import make_folds
 from training.lesion_seg import _augment
 from training.optim import build_scheduler
 
-__all__ = ["DetConfig", "box_from_mask", "build_detector", "compare_with_classifier", "disease_scores",
-           "run_detect_cv", "top_box"]
+__all__ = ["DetConfig", "box_from_mask", "build_detector", "compare_markdown", "compare_with_classifier",
+           "disease_scores", "run_detect_cv", "top_box", "write_comparison"]
 
 Log = Callable[[str], Any]
 FPN_STAGES = (4, 6)  # timm stage indices at strides 16 and 32
@@ -225,13 +225,18 @@ def detect(model: nn.Module, rgb: np.ndarray, size: int) -> dict[str, torch.Tens
 
 
 def _fold_figures(y: np.ndarray, pred: np.ndarray, num_classes: int) -> dict[str, float]:
+    import warnings
+
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
     labels = list(range(num_classes))
-    return {"macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
-            # a photo without a detection (-1) is counted as a wrong class, as in the paper
-            "balanced_accuracy": float(balanced_accuracy_score(y, np.where(pred < 0, (y + 1) % num_classes, pred))),
-            "accuracy": float(accuracy_score(y, pred))}
+    with warnings.catch_warnings():  # a fold's test photos need not cover every class the model calls
+        warnings.simplefilter("ignore", UserWarning)
+        return {"macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+                # a photo without a detection (-1) is counted as a wrong class, as in the paper
+                "balanced_accuracy": float(balanced_accuracy_score(y, np.where(pred < 0, (y + 1) % num_classes,
+                                                                               pred))),
+                "accuracy": float(accuracy_score(y, pred))}
 
 
 def run_detect_cv(cfg: DetConfig, spec_path: str | Path, masks_dir: str | Path, out: str | Path,
@@ -348,3 +353,38 @@ def compare_with_classifier(detect_run: str | Path, oof: str | Path) -> dict[str
                         "summary": {k: summarize_folds(v) for k, v in per_fold.items()},
                         "macro_f1_difference_per_fold": diff, "macro_f1_difference_mean": float(np.mean(diff))})
 
+
+
+def _pct(stat: dict[str, Any], scale: float = 100, digits: int = 1) -> str:
+    if stat.get("mean") is None:
+        return "n/a"
+    std = stat.get("std")
+    return f"{scale * stat['mean']:.{digits}f}" + ("" if std is None else f" ± {scale * std:.{digits}f}")
+
+
+def compare_markdown(cmp: dict[str, Any], detect: dict[str, Any], classifier: str) -> str:
+    """The card's table: detection-based against whole-photo classification, same photos and folds."""
+    s = cmp["summary"]
+    d = detect["summary"]
+    lines = ["| Classification | Disease macro-F1 (%) | BMA (%) | Accuracy (%) |", "|---|---|---|---|"]
+    lines.append(f"| whole photo ({classifier}, out-of-fold) | {_pct(s['whole_photo']['macro_f1'])} | "
+                 f"{_pct(s['whole_photo']['balanced_accuracy'])} | {_pct(s['whole_photo']['accuracy'])} |")
+    lines.append(f"| detection: the top-scoring box's class (RetinaNet, Lite{detect['config']['variant']} + FPN) | "
+                 f"{_pct(s['detection']['macro_f1'])} | {_pct(s['detection']['balanced_accuracy'])} | "
+                 f"{_pct(s['detection']['accuracy'])} |")
+    diff = ", ".join(f"{100 * v:+.1f}" for v in cmp["macro_f1_difference_per_fold"])
+    lines += ["", f"{cmp['n_photos']} test photos over {len(cmp['macro_f1_difference_per_fold'])} folds. Detection "
+              f"minus whole photo, macro-F1 per fold: {diff} (mean {100 * cmp['macro_f1_difference_mean']:+.1f}). "
+              f"Photos with no box above the score threshold (counted as wrong): {_pct(d['no_detection_rate'])} %; "
+              f"IoU of the top box with the mask's box, where both exist: {_pct(d['top_box_iou'], 1, 3)}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(detect_run: str | Path, oof: str | Path, label: str | None = None) -> Path:
+    """:func:`compare_with_classifier` into ``compare.json`` and the card table ``compare.md`` of the run."""
+    run = Path(detect_run)
+    cmp = compare_with_classifier(run, oof)
+    (run / "compare.json").write_text(json.dumps(to_jsonable(cmp), indent=1), encoding="utf-8")
+    detect = json.loads((run / "detect_cv.json").read_text(encoding="utf-8"))
+    (run / "compare.md").write_text(compare_markdown(cmp, detect, label or Path(oof).name), encoding="utf-8")
+    return run / "compare.md"

@@ -20,6 +20,7 @@ from training.detection import (
     run_detect_cv,
     top_box,
     train_detector,
+    write_comparison,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,6 +108,10 @@ def test_a_short_cv_scores_every_test_photo_and_compares_on_the_classifiers_fold
     assert cmp["n_photos"] == len(rows)
     assert len(cmp["macro_f1_difference_per_fold"]) == 5
     assert cmp["summary"]["whole_photo"]["macro_f1"]["mean"] > 0  # the shipped default's out-of-fold calls
+    table = write_comparison(out, resources.default_model_path().with_suffix(".oof.h5"), "default").read_text()
+    whole = 100 * cmp["summary"]["whole_photo"]["macro_f1"]["mean"]
+    assert f"| whole photo (default, out-of-fold) | {whole:.1f} ± " in table
+    assert "| detection: the top-scoring box's class" in table and f"{len(rows)} test photos over 5 folds" in table
 
 
 def test_a_classifier_cross_validated_on_other_folds_is_refused(masks_dir: Path, tmp_path: Path) -> None:
