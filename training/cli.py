@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-final-fit", action="store_true", help="CV only: no model on every photo, no ONNX file")
     p.add_argument("--no-tta", action="store_true", help="score without the mirror-image average")
     p.add_argument("--keep-holes", action="store_true", help="do not fill holes inside found regions")
+    p.add_argument("--thresholds", type=float, nargs="+", default=None, metavar="T",
+                   help="with --rescore: choose the probability threshold among these, for each fold on the other "
+                        "folds' test photos (leave one fold out), and export the final model with the overall best")
     p.add_argument("--rescore", type=Path, default=None, metavar="RUN",
                    help="no training: score RUN's fold models again (with --no-tta / --keep-holes as given) into "
                         "--out, and export RUN's final model again")
@@ -403,6 +406,13 @@ def _cmd_localisation_cv(args: argparse.Namespace) -> int:
 def _cmd_lesion_cv(args: argparse.Namespace) -> int:
     from training.lesion_seg import SegConfig, run_lesion_cv
 
+    if args.rescore is not None and args.thresholds:
+        from training.lesion_seg import threshold_cv
+
+        out = threshold_cv(args.rescore, args.spec, args.masks, args.out, args.thresholds, root=args.data_root,
+                           log=_log)
+        print(f"lesion finder CV (threshold left one fold out): {out / 'lesion_cv.json'}")
+        return 0
     if args.rescore is not None:
         from training.lesion_seg import rescore_lesion_cv
 

@@ -25,7 +25,7 @@ import csv
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from training.data.splits import make_folds
 from training.optim import build_scheduler
 
 __all__ = ["SEG_METRICS", "SegConfig", "SegData", "export_finder", "load_seg_data", "rescore_lesion_cv",
-           "run_lesion_cv", "score_photos", "train_segnet"]
+           "run_lesion_cv", "score_photos", "threshold_cv", "train_segnet"]
 
 Log = Callable[[str], Any]
 SEG_METRICS = ("dice", "iou", "boundary_f", "box_iou")
@@ -210,23 +210,33 @@ def score_photos(model: LesionSegNet, cfg: SegConfig, data: SegData, rows: Seque
                  desc: str = "score") -> list[dict[str, Any]]:
     """Each photo at its own resolution: the network on the squashed photo, the probability brought back to
     the photo's frame, the app's post-processing, the figures against the photo's own mask."""
+    return [_score_probability(data.ids[i], prob, ref, cfg, cfg.threshold)
+            for i, prob, ref in _probabilities(model, cfg, data, rows, desc)]
+
+
+def _probabilities(model: LesionSegNet, cfg: SegConfig, data: SegData, rows: Sequence[int],
+                   desc: str) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """Each photo's lesion probability in its own frame, with its mask (None for a photo without one)."""
     source = MaskSource.open(data.masks_dir)
-    out = []
     for i in tqdm(list(rows), desc=desc, unit="photo", leave=False):
         rgb = load_image(data.paths[i])
         ref = source.load(data.paths[i], rgb.shape[:2]) if data.has_mask[i] else None
         h, w = rgb.shape[:2]
-        prob = cv2.resize(_probability(model, rgb, cfg.size, cfg.tta), (w, h), interpolation=cv2.INTER_LINEAR)
-        lesions = find_components(prob, cfg.threshold, cfg.min_area, fill=cfg.fill_holes)
-        pred = np.zeros((h, w), bool)
-        for les in lesions:
-            pred |= les.mask
-        row: dict[str, Any] = {"id": data.ids[i], "height": h, "width": w, "n_lesions": len(lesions),
-                               "lesions": [les.to_json() for les in lesions]}
-        if ref is not None:  # a photo without a mask gets its lesions found, not scored
-            row |= segmentation_score(pred, ref).as_dict()
-        out.append(row)
-    return out
+        yield i, cv2.resize(_probability(model, rgb, cfg.size, cfg.tta), (w, h), interpolation=cv2.INTER_LINEAR), ref
+
+
+def _score_probability(photo_id: str, prob: np.ndarray, ref: np.ndarray | None, cfg: SegConfig,
+                       threshold: float) -> dict[str, Any]:
+    h, w = prob.shape
+    lesions = find_components(prob, threshold, cfg.min_area, fill=cfg.fill_holes)
+    pred = np.zeros((h, w), bool)
+    for les in lesions:
+        pred |= les.mask
+    row: dict[str, Any] = {"id": photo_id, "height": h, "width": w, "n_lesions": len(lesions),
+                           "lesions": [les.to_json() for les in lesions]}
+    if ref is not None:  # a photo without a mask gets its lesions found, not scored
+        row |= segmentation_score(pred, ref).as_dict()
+    return row
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -251,9 +261,14 @@ def export_finder(model: LesionSegNet, cfg: SegConfig, path: Path, provenance: d
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
-    torch.onnx.export(WithSigmoid(model.eval()), torch.zeros(1, 3, cfg.size, cfg.size), str(tmp),
-                      input_names=["image"], output_names=["lesion_probability"], opset_version=17, dynamo=False,
-                      dynamic_axes={"image": {0: "batch"}, "lesion_probability": {0: "batch"}})
+    import warnings
+
+    with warnings.catch_warnings():  # the TorchScript exporter on purpose: a plain conv net, opset 17
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
+                                DeprecationWarning)
+        torch.onnx.export(WithSigmoid(model.eval()), torch.zeros(1, 3, cfg.size, cfg.size), str(tmp),
+                          input_names=["image"], output_names=["lesion_probability"], opset_version=17, dynamo=False,
+                          dynamic_axes={"image": {0: "batch"}, "lesion_probability": {0: "batch"}})
     proto = onnx.load(str(tmp))
     meta = {"size": cfg.size, "mean": list(SEG_MEAN), "std": list(SEG_STD), "threshold": cfg.threshold,
             "min_area": cfg.min_area, "tta": cfg.tta, "fill_holes": cfg.fill_holes,
@@ -355,15 +370,25 @@ def _export_final(model: LesionSegNet, cfg: SegConfig, out_dir: Path, result: di
                           "cv": {k: result["summary"][k] for k in SEG_METRICS}})
 
 
+def _saved_config(run: Path) -> SegConfig:
+    saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    return SegConfig(**{k: (tuple(v) if k == "crop_scale" else v) for k, v in saved.items()
+                        if k in SegConfig.__dataclass_fields__})
+
+
+def _fold_model(run: Path, cfg: SegConfig, name: str) -> LesionSegNet:
+    model = create_lesion_segnet(cfg.variant, cfg.width, pretrained=False)
+    model.load_state_dict(torch.load(run / name, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
 def rescore_lesion_cv(run: str | Path, spec_path: str | Path, masks_dir: str | Path, out: str | Path, *,
                       tta: bool = True, fill_holes: bool = True, root: str | Path | None = None,
                       log: Log = print) -> Path:
     """A finished ``lesion-cv`` run's fold models scored again with other post-processing (no training), on the
     run's own folds; the final model is exported again with that post-processing in its metadata."""
     run, out_dir = Path(run), Path(out)
-    saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    cfg = SegConfig(**{k: (tuple(v) if k == "crop_scale" else v) for k, v in saved.items()
-                       if k in SegConfig.__dataclass_fields__})
+    cfg = _saved_config(run)
     cfg.tta, cfg.fill_holes = tta, fill_holes
     torch.set_num_threads(max(1, cfg.threads))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -376,15 +401,63 @@ def rescore_lesion_cv(run: str | Path, spec_path: str | Path, masks_dir: str | P
     photos: list[dict[str, Any]] = []
     fold_summaries = []
     for f in range(cfg.folds):
-        model = create_lesion_segnet(cfg.variant, cfg.width, pretrained=False)
-        model.load_state_dict(torch.load(run / f"fold{f}.pt", map_location="cpu", weights_only=True))
-        got, summary = _score_fold(model.eval(), cfg, data, _test_rows(cfg, data, folds, f), f, log)
+        got, summary = _score_fold(_fold_model(run, cfg, f"fold{f}.pt"), cfg, data, _test_rows(cfg, data, folds, f), f,
+                                   log)
         photos += got
         fold_summaries.append(summary)
     result = _write_cv(out_dir, cfg, masks_dir, photos, fold_summaries, time.perf_counter() - t0)
     result["rescored_from"] = str(run)
     if (run / "final.pt").is_file():
-        model = create_lesion_segnet(cfg.variant, cfg.width, pretrained=False)
-        model.load_state_dict(torch.load(run / "final.pt", map_location="cpu", weights_only=True))
-        _export_final(model.eval(), cfg, out_dir, result, int(data.has_mask.sum()), len(data.ids))
+        _export_final(_fold_model(run, cfg, "final.pt"), cfg, out_dir, result, int(data.has_mask.sum()), len(data.ids))
+    return out_dir
+
+
+def threshold_cv(run: str | Path, spec_path: str | Path, masks_dir: str | Path, out: str | Path,
+                 thresholds: Sequence[float], *, root: str | Path | None = None, log: Log = print) -> Path:
+    """The probability threshold chosen without looking at the photos it is scored on: a finished run's fold
+    models map each test photo once; fold ``f`` is then scored at the threshold that maximises the mean Dice
+    of the *other* folds' test photos (leave one fold out, so no photo decides its own threshold). The final
+    model is exported with the threshold that maximises the mean Dice over every fold's test photos.
+
+    Writes ``lesion_cv.json`` / ``.csv`` / ``.md`` (the nested figures, in ``lesion-cv``'s format, for the card),
+    ``threshold_cv.json`` (each threshold's per-fold Dice and each fold's choice) and ``lesion_finder.onnx``."""
+    run, out_dir = Path(run), Path(out)
+    cfg = _saved_config(run)
+    if not thresholds or any(not 0.0 < t < 1.0 for t in thresholds):
+        raise ValueError(f"thresholds must lie strictly between 0 and 1, got {list(thresholds)}")
+    torch.set_num_threads(max(1, cfg.threads))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = load_seg_data(spec_path, masks_dir, root, limit=cfg.limit, log=log)
+    from training.data.splits import Folds
+
+    folds = Folds.load(run / "folds.json", data.ids, data.groups)
+    t0 = time.perf_counter()
+    rows: dict[float, list[list[dict[str, Any]]]] = {t: [] for t in thresholds}
+    for f in range(cfg.folds):
+        model = _fold_model(run, cfg, f"fold{f}.pt")
+        per_t: dict[float, list[dict[str, Any]]] = {t: [] for t in thresholds}
+        with torch.no_grad():
+            for i, prob, ref in _probabilities(model, cfg, data, _test_rows(cfg, data, folds, f), f"fold {f + 1}"):
+                for t in thresholds:
+                    per_t[t].append(_score_probability(data.ids[i], prob, ref, cfg, t) | {"fold": f})
+        for t in thresholds:
+            rows[t].append(per_t[t])
+    dice = {t: [float(np.mean([r["dice"] for r in fold if "dice" in r])) for fold in rows[t]] for t in thresholds}
+    chosen = []
+    for f in range(cfg.folds):
+        others = {t: float(np.mean([d for g, d in enumerate(dice[t]) if g != f])) for t in thresholds}
+        chosen.append(max(thresholds, key=lambda t: (others[t], -abs(t - cfg.threshold))))
+    photos = [r for f in range(cfg.folds) for r in rows[chosen[f]][f]]
+    summaries = [_summary([r for r in rows[chosen[f]][f] if "dice" in r]) for f in range(cfg.folds)]
+    final_t = max(thresholds, key=lambda t: (float(np.mean(dice[t])), -abs(t - cfg.threshold)))
+    cfg.threshold = final_t
+    result = _write_cv(out_dir, cfg, masks_dir, photos, summaries, time.perf_counter() - t0)
+    choice = {"run": str(run), "thresholds": list(thresholds), "dice_per_fold": {str(t): dice[t] for t in thresholds},
+              "chosen_per_fold": chosen, "final_threshold": final_t}
+    (out_dir / "threshold_cv.json").write_text(json.dumps(to_jsonable(choice), indent=1), encoding="utf-8")
+    (out_dir / "config.json").write_text(json.dumps(to_jsonable(asdict(cfg)), indent=1), encoding="utf-8")
+    if (run / "final.pt").is_file():
+        _export_final(_fold_model(run, cfg, "final.pt"), cfg, out_dir, result, int(data.has_mask.sum()),
+                      len(data.ids))
+    log(f"thresholds per fold {chosen}, final {final_t}: {out_dir}")
     return out_dir
