@@ -45,11 +45,13 @@ _log = logging.getLogger(__name__)
 LAZY_MODULES = ("torch", "timm", "safetensors.torch", "engine.models.dermimitformer", "engine.models.classifier",
                 "engine.explain", "pytorch_grad_cam")
 EXPLAIN_MODULES = LAZY_MODULES
-# What pytorch_grad_cam imports besides torch (scikit-learn for its KPCA-CAM, SciPy, pyplot: about a third of
-# the Grad-CAM path's import time, issue 14). None of them imports torch, so the app may import them while the
-# first differential is computed (ONNX Runtime releases the GIL), leaving only torch, torchvision and timm
-# for after it (:func:`prefetch_explain_imports`).
-PREFETCH_MODULES = ("scipy.ndimage", "sklearn.decomposition", "matplotlib.pyplot", "matplotlib.lines")
+# What the Grad-CAM path imports that is not torch: pytorch_grad_cam's scikit-learn (for its KPCA-CAM), SciPy
+# and pyplot, and what torch itself pulls in on import, SymPy (torch.fx's symbolic shapes) and Triton (where
+# installed, read by torch._dynamo). None of them imports torch, so the app may import them while the first
+# differential is computed (ONNX Runtime releases the GIL), leaving only torch, torchvision and timm for after
+# it (:func:`prefetch_explain_imports`, issue 14).
+PREFETCH_MODULES = ("scipy.ndimage", "sklearn.decomposition", "matplotlib.pyplot", "matplotlib.lines", "sympy",
+                    "triton")
 
 _prefetch_lock = threading.Lock()
 _prefetch_thread: threading.Thread | None = None
@@ -73,7 +75,8 @@ def _prefetch() -> None:
 
     _use_agg_for_pyplot()
     for name in PREFETCH_MODULES:
-        with contextlib.suppress(ImportError):  # the Grad-CAM load then reports it
+        # only a head start: a module that fails here fails again in load_explainer, which reports it
+        with contextlib.suppress(Exception):
             importlib.import_module(name)
 
 
