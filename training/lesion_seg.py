@@ -455,9 +455,22 @@ def threshold_cv(run: str | Path, spec_path: str | Path, masks_dir: str | Path, 
     choice = {"run": str(run), "thresholds": list(thresholds), "dice_per_fold": {str(t): dice[t] for t in thresholds},
               "chosen_per_fold": chosen, "final_threshold": final_t}
     (out_dir / "threshold_cv.json").write_text(json.dumps(to_jsonable(choice), indent=1), encoding="utf-8")
+    (out_dir / "threshold_cv.md").write_text(_threshold_markdown(choice), encoding="utf-8")
     (out_dir / "config.json").write_text(json.dumps(to_jsonable(asdict(cfg)), indent=1), encoding="utf-8")
     if (run / "final.pt").is_file():
         _export_final(_fold_model(run, cfg, "final.pt"), cfg, out_dir, result, int(data.has_mask.sum()),
                       len(data.ids))
     log(f"thresholds per fold {chosen}, final {final_t}: {out_dir}")
     return out_dir
+
+
+def _threshold_markdown(choice: dict[str, Any]) -> str:
+    ts = choice["thresholds"]
+    dice = choice["dice_per_fold"]
+    lines = ["| Threshold | Dice, mean over folds | Dice per fold |", "|---|---|---|"]
+    for t in ts:
+        d = dice[str(t)]
+        lines.append(f"| {t:g} | {np.mean(d):.3f} | {', '.join(f'{v:.3f}' for v in d)} |")
+    chosen = ", ".join(f"{t:g}" for t in choice["chosen_per_fold"])
+    return "\n".join(lines) + (f"\n\nChosen per fold on the other folds' test photos: {chosen}; the shipped model "
+                               f"(fitted on every masked photo) uses {choice['final_threshold']:g}.\n")

@@ -50,6 +50,8 @@ def test_each_fold_takes_the_threshold_best_on_the_other_folds(tiny_run: Path, t
     final = choice["final_threshold"]
     assert np.mean(dice[final]) == pytest.approx(max(np.mean(v) for v in dice.values()))
     assert LesionFinder(out / "lesion_finder.onnx").threshold == pytest.approx(final)
+    table = (out / "threshold_cv.md").read_text()
+    assert table.count("\n| 0.") == 3 and f"uses {final:g}" in table
 
 
 def test_thresholds_outside_zero_one_are_refused(tiny_run: Path, tmp_path: Path) -> None:
