@@ -38,7 +38,7 @@ def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
 
 
 def _lesion_net_args(p: argparse.ArgumentParser, *, out: str, size: int, epochs: int, batch_size: int, threads: int,
-                     limit_help: str) -> None:
+                     limit_help: str, lr: float = 1e-3) -> None:
     """The arguments ``lesion-cv`` and ``detect-cv`` share: data, masks, encoder, input size, schedule, folds."""
     p.add_argument("--spec", type=Path, default=Path("configs/data/pad_ufes_20.yaml"), help="dataset spec YAML")
     p.add_argument("--masks", type=Path, required=True, metavar="DIR|CSV", help="lesion masks (folder or CSV)")
@@ -48,7 +48,7 @@ def _lesion_net_args(p: argparse.ArgumentParser, *, out: str, size: int, epochs:
     p.add_argument("--size", type=int, default=size, help=f"square network input (default {size})")
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0, help="fold seed: the classifier's cv.seed gives its folds")
     p.add_argument("--threads", type=int, default=threads, help=f"torch threads (default {threads})")
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect-cv", help="detection-based classification (He et al.): RetinaNet on the Lite stem, "
                                          "boxes from the lesion masks, K-fold CV on the classifier's folds; each "
                                          "photo's diagnosis is its top-scoring box's class")
-    _lesion_net_args(p, out="runs/lesion_detector", size=256, epochs=12, batch_size=8, threads=1,
+    _lesion_net_args(p, out="runs/lesion_detector", size=256, epochs=10, batch_size=8, threads=1, lr=5e-4,
                      limit_help="only the first N photos of the manifest (smoke runs)")
     p.add_argument("--frozen-stages", type=int, default=2, help="encoder stages kept at ImageNet's weights")
     p.add_argument("--compare", type=Path, default=None, metavar="OOF_H5",
