@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     _lesion_net_args(p, out="runs/lesion_detector", size=256, epochs=10, batch_size=8, threads=1, lr=5e-4,
                      limit_help="only the first N photos of the manifest (smoke runs)")
     p.add_argument("--frozen-stages", type=int, default=2, help="encoder stages kept at ImageNet's weights")
+    p.add_argument("--encoder-lr-mult", type=float, default=0.1, help="the encoder's learning rate as a share of --lr")
+    p.add_argument("--no-balanced", action="store_true",
+                   help="draw photos uniformly instead of inversely to their class's frequency")
     p.add_argument("--compare", type=Path, default=None, metavar="OOF_H5",
                    help="also score this whole-photo classifier's out-of-fold predictions (a cv run's "
                         "oof_predictions.h5 or a bundle's .oof.h5) on the same photos and folds")
@@ -447,7 +450,8 @@ def _cmd_detect_cv(args: argparse.Namespace) -> int:
     from training.detection import DetConfig, run_detect_cv, write_comparison
 
     cfg = DetConfig(variant=args.variant, size=args.size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                    frozen_stages=args.frozen_stages, folds=args.folds, seed=args.seed, threads=args.threads,
+                    frozen_stages=args.frozen_stages, encoder_lr_mult=args.encoder_lr_mult,
+                    balanced=not args.no_balanced, folds=args.folds, seed=args.seed, threads=args.threads,
                     limit=args.limit)
     out = run_detect_cv(cfg, args.spec, args.masks, args.out, root=args.data_root, log=_log)
     print(f"detection CV: {out / 'detect_cv.json'}")
