@@ -46,7 +46,8 @@ def render_card(cv: dict[str, Any], sections: list[tuple[str, str]], commands: l
         "",
         f"An ImageNet EfficientNet-Lite{cfg['variant']} encoder with a feature-pyramid decoder "
         f"({cfg['width']} channels), {cfg['size']} px input, trained on the hand-drawn lesion masks of PAD-UFES-20 "
-        "(640 of 666 photos; non-expert outlines, see the data README) by `dermviewer-train lesion-cv`. "
+        f"(640 of 666 photos; non-expert outlines, see the data README) for {cfg['epochs']} epochs by "
+        "`dermviewer-train lesion-cv`. "
         f"Post-processing: lesion probability > {cfg['threshold']}"
         + (", averaged over the photo and its mirror image" if cfg.get("tta") else "")
         + (", holes inside a region filled" if cfg.get("fill_holes") else "")
