@@ -14,6 +14,10 @@ ABL+=(--ablation "EfficientNet-Lite2 classifier (floor), same recipe=runs/lite2_
 ABL+=(--ablation "EfficientNet-Lite0 classifier, Lite stages 5-6 fine-tuned too (deeper than this model's fine-tune)=runs/lite2_s5_floor_lite0")
 ABL+=(--ablation "EfficientNet-Lite2 classifier, Lite stages 5-6 fine-tuned too (deeper than this model's fine-tune)=runs/lite2_s5_floor_lite2")
 [ -f runs/lite2_s5_lsm_mask/metrics.json ] && ABL+=(--ablation "DermImitFormer-Lite2 + LSM-to-mask loss, Lite stages 5-6 fine-tuned too (not shipped)=runs/lite2_s5_lsm_mask")
+[ -f runs/lite2_s5_lsm_mask_reg/metrics.json ] && ABL+=(--ablation "The same, heads regularised harder (dropout and stochastic depth 0.3, weight decay 0.1; not shipped)=runs/lite2_s5_lsm_mask_reg")
+for s in 224 288; do
+  [ -f runs/lite2_size${s}_cam_mask/metrics.json ] && ABL+=(--ablation "This model's recipe at ${s} px input (not shipped)=runs/lite2_size${s}_cam_mask")
+done
 [ -f runs/prev_default/metrics.json ] && ABL+=(--ablation "Previous default: DermImitFormer-Lite0 hybrid, 160 px, fine-tuned from stage 2 (its own recipe)=runs/prev_default")
 for row in "D=d" "D+LSM=d_lsm" "D+B+LSM, concatenation=d_b_lsm_concat" "D+A+LSM, concatenation=d_a_lsm_concat" "D+B+A+LSM, concatenation=d_b_a_lsm_concat"; do
   [ -f runs/lite2_ablation_${row#*=}/metrics.json ] && ABL+=(--ablation "Table 1 row ${row%%=*}, Lite2 recipe, no mask loss=runs/lite2_ablation_${row#*=}")
@@ -25,6 +29,7 @@ SEC=()
 [ -f $R/context_cv/context_cv.md ] && SEC+=(--section "Photo only vs photo plus clinical context (same fold models)=$R/context_cv/context_cv.md")
 [ -f $R/localisation/localisation.md ] && SEC+=(--section "Where the model looks, against the lesion masks (each fold model on its own test fold)=$R/localisation/localisation.md")
 [ -f runs/lite2_robustness/table5.md ] && SEC+=(--section "Robustness (Table 5 form; each fold model on its own test fold, clean and corrupted)=runs/lite2_robustness/table5.md")
+[ -f runs/lite2_ensembles/ensembles.md ] && SEC+=(--section "Ensembles of the CV runs (the CNN/detection paper's sum of probabilities, of each run's out-of-fold predictions on the same folds)=runs/lite2_ensembles/ensembles.md")
 [ -f $C/localisation_why.md ] && SEC+=(--section "Why the Grad-CAM misses, where it does=$C/localisation_why.md")
 [ -f $C/speed.md ] && SEC+=(--section "Speed on this 2-core CPU=$C/speed.md")
 [ -f $C/reading.md ] && SEC+=(--section "Reading of the results and the targets=$C/reading.md")
@@ -34,7 +39,9 @@ SEC=()
     'OMP_NUM_THREADS=1 .venv/bin/dermviewer-train cv configs/lite2/default_cam_mask.yaml --out runs/lite2_cam_mask   # this model' \
     'OMP_NUM_THREADS=1 .venv/bin/dermviewer-train cv configs/lite2/default_lsm_mask.yaml --out runs/lite2_lsm_mask   # LSM-to-mask loss only' \
     'OMP_NUM_THREADS=1 .venv/bin/dermviewer-train cv configs/lite2/default.yaml --out runs/lite2_default   # no mask loss' \
-    'for c in stages5_floor_lite0 stages5_floor_lite2 stages5_lsm_mask; do OMP_NUM_THREADS=1 .venv/bin/dermviewer-train cv configs/lite2/explore/$c.yaml --out runs/lite2_s5_${c#stages5_}; done' \
+    'for c in stages5_floor_lite0 stages5_floor_lite2 stages5_lsm_mask stages5_lsm_mask_reg; do OMP_NUM_THREADS=1 .venv/bin/dermviewer-train cv configs/lite2/explore/$c.yaml --out runs/lite2_s5_${c#stages5_}; done' \
+    'for s in 224 288; do OMP_NUM_THREADS=1 .venv/bin/dermviewer-train cv configs/lite2/explore/size${s}_cam_mask.yaml --out runs/lite2_size${s}_cam_mask; done' \
+    '.venv/bin/dermviewer-train ensemble-oof runs/lite2_cam_mask runs/lite2_s5_floor_lite0 runs/lite2_s5_floor_lite2 runs/lite2_s5_lsm_mask --out runs/lite2_ensembles' \
     'for f in d d_lsm d_b_lsm_concat d_a_lsm_concat d_b_a_lsm_concat; do OMP_NUM_THREADS=1 .venv/bin/dermviewer-train cv configs/lite2/ablation/$f.yaml --out runs/lite2_ablation_$f; done' \
     'OMP_NUM_THREADS=1 .venv/bin/dermviewer-train cv configs/lite2/floor_lite0.yaml --out runs/lite2_floor_lite0' \
     'OMP_NUM_THREADS=1 .venv/bin/dermviewer-train cv configs/lite2/floor_lite2.yaml --out runs/lite2_floor_lite2' \
