@@ -108,3 +108,15 @@ def test_the_grad_cam_prefetch_imports_its_torch_free_modules_and_no_torch() -> 
                          "print('HAVE', have, matplotlib.get_backend().lower())")
     assert loaded == []
     assert "HAVE True agg" in out
+
+
+def test_dermviewer_predict_with_the_lesion_finder_loads_no_scikit_learn(onnx_cache: Path) -> None:
+    """scikit-learn takes over a second to import here; the CLI's lesion finder once pulled it in through
+    engine.metrics (whose names now load lazily), doubling `dermviewer-predict`'s time on one photo."""
+    code = ("import sys; from engine.cli import main; "
+            f"rc = main([{str(PHOTO)!r}, '--json']); assert rc == 0, rc\n"
+            "print('SKLEARN', 'sklearn' in sys.modules, 'engine.lesions' in sys.modules)")
+    loaded, stdout = _child(code, onnx_cache)
+    assert loaded == []
+    assert "SKLEARN False True" in stdout  # the finder ran, and scikit-learn stayed out
+    assert '"lesions"' in stdout[: stdout.index("SKLEARN")]
