@@ -71,7 +71,7 @@ from dermviewer.state.jobs import (
     predict_whatif,
     thumbnail,
 )
-from dermviewer.state.model import prefetch_explain_imports, uses_onnx
+from dermviewer.state.model import prefetch_explain_imports
 from dermviewer.state.overlays import OverlayLayer, gradcam_map
 from dermviewer.state.sweep import SweepResult, run_sweep
 from dermviewer.state.tracked_jobs import TrackedJobs
@@ -134,8 +134,6 @@ class Coordinator:
     def load_model(self, path: str | Path) -> JobHandle:
         s, host = self.state.settings, self.state.model
         device, backend = s.device, s.backend
-        if uses_onnx(path, backend):
-            prefetch_explain_imports()  # Grad-CAM's torch-free imports, while ONNX Runtime loads and predicts
         return self.run(lambda: host.prepare(path, device, backend), Lane.INTERACTIVE, self._model_ready,
                         lambda e: self._error(e, "Cannot open model"), stale_with_model=False)
 
@@ -160,12 +158,19 @@ class Coordinator:
             self._explainer_handle = None
         self.state.model_changed.emit()
         self.state.model.explainer_changed.emit()
-        self.model_loaded.emit(info)
         current = cases.current
+        if current is not None and self.state.model.predictor.backend_name != "torch":
+            # A photo waits for this model (the app was started with one): Grad-CAM's torch-free imports run
+            # while ONNX Runtime predicts it. Without a waiting photo they wait for the first differential
+            # (load_explainer), so they never slow a photo the user opens right after start-up.
+            prefetch_explain_imports()
         paths = [p for p in dict.fromkeys(requeue) if current is None or p != current.path]
         if paths:
             self.run_folder(paths)
         self.analyze_current()
+        # Last: a listener that opens a photo here (or re-runs a mode's work) queues it behind the photo shown,
+        # and is not undone by the analyze_current above (which would restart its analysis under a new ticket).
+        self.model_loaded.emit(info)
 
     # -- photos ------------------------------------------------------------------------------------
     def open_paths(self, paths: Sequence[Path]) -> None:

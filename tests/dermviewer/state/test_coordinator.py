@@ -293,3 +293,17 @@ def test_a_loaded_model_is_adopted_only_when_its_result_reaches_the_ui_thread(ph
     on_result(result)  # the UI thread takes it
     assert co.state.model.ready and co.state.model.info.path == str(resources.default_model_path())
     assert rec.count("model_loaded") == 1
+
+
+def test_a_photo_opened_as_the_model_arrives_is_analysed_once(photos) -> None:
+    """A listener of model_loaded that opens a photo (a script, a mode, a user's click in that instant) gets
+    one analysis of it: the model's own analyze_current ran before the event, so it does not start the same
+    photo again under a new ticket and throw the first result away (the 12 MP start-up benchmark did so)."""
+    co, ex, _timer, _clock = _coordinator()
+    rec = Recorder(co)
+    co.model_loaded.connect(lambda _info: co.open_paths([photos[0]]))
+    co.load_model(resources.default_model_path())
+    assert ex.run_next(Lane.INTERACTIVE)  # the model load
+    assert len(ex.pending(Lane.INTERACTIVE)) == 1  # one analysis of the photo, not two
+    ex.run_pending()
+    assert rec.count("case_shown") == 1 and co.state.view is not None and co.state.view.path == photos[0]
