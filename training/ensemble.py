@@ -62,12 +62,7 @@ def run_ensemble_cv(cfg: ExperimentConfig, config_path: Path | None, *, out: str
     ens = Predictions(first.indices, probs, np.concatenate([p.embeddings for p in members.values()], axis=1),
                       fold=first.fold)
     save_predictions_h5(run_dir / "oof_predictions.h5", ens, data, run=cfg.name, members=list(members))
-    fold_ids = sorted(set(first.fold.tolist()))
-    ens_folds = []
-    for f in fold_ids:
-        sel = first.fold == f
-        sub = Predictions(ens.indices[sel], {k: v[sel] for k, v in ens.probs.items()}, ens.embeddings[sel])
-        ens_folds.append(compute_metrics(sub, data))
+    ens_folds = _per_fold_metrics(ens, data)
     table = table2_markdown({**folds_of, f"{cfg.name} (sum of probabilities)": ens_folds})
     (run_dir / "table2.md").write_text(table, encoding="utf-8")
     (run_dir / "metrics.json").write_text(json.dumps({"folds": ens_folds}, indent=1, default=float), encoding="utf-8")
@@ -108,10 +103,17 @@ def combine_runs(runs: Sequence[Path], *, root: str | Path | None = None, max_si
     for size in range(1, top + 1):
         for combo in combinations(names, size):
             probs = sum(disease[n] for n in combo) / len(combo)
-            folds = []
-            for f in sorted(set(first.fold.tolist())):
-                sel = first.fold == f
-                folds.append(compute_metrics(Predictions(first.indices[sel], {"disease_fused": probs[sel]},
-                                                         first.embeddings[sel]), data))
-            methods[" + ".join(combo)] = folds
+            ens = Predictions(first.indices, {"disease_fused": probs}, first.embeddings, fold=first.fold)
+            methods[" + ".join(combo)] = _per_fold_metrics(ens, data)
     return methods, table2_markdown(methods)
+
+
+def _per_fold_metrics(preds: Predictions, data: Any) -> list[dict[str, Any]]:
+    """:func:`compute_metrics` of each fold's rows of out-of-fold predictions, in fold order."""
+    assert preds.fold is not None
+    out = []
+    for f in sorted(set(preds.fold.tolist())):
+        sel = preds.fold == f
+        out.append(compute_metrics(Predictions(preds.indices[sel], {k: v[sel] for k, v in preds.probs.items()},
+                                               preds.embeddings[sel]), data))
+    return out

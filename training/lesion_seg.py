@@ -340,9 +340,7 @@ def run_lesion_cv(cfg: SegConfig, spec_path: str | Path, masks_dir: str | Path, 
     for f in range(cfg.folds):
         done = out_dir / f"fold{f}.pt"
         if done.is_file():  # a run restarted in the same folder: a finished fold is scored, not trained again
-            model = create_lesion_segnet(cfg.variant, cfg.width, pretrained=False)
-            model.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
-            model.eval()
+            model = _fold_model(out_dir, cfg, done.name)
             log(f"fold {f + 1}/{cfg.folds}: trained before ({done}), scoring it")
         else:
             train = [i for i in folds.train_indices(f) if data.has_mask[i]]
