@@ -257,17 +257,26 @@ def bundle_from_header(
     """A :class:`Bundle` from its JSON header (and weights, which may be empty for an ONNX-only model)."""
     if header.get("schema_version") != SCHEMA_VERSION:
         raise error(f"bundle schema version {header.get('schema_version')!r} is not supported", path)
+
+    def section(key: str, required: bool = True) -> dict[str, Any]:
+        if key not in header and not required:
+            return {}
+        value = header.get(key)
+        if not isinstance(value, dict):
+            raise error(f"bundle config {key!r} must be a JSON object, got {type(value).__name__}", path)
+        return dict(value)
+
     try:
         return Bundle(
             name=str(header["name"]),
             version=str(header["version"]),
-            model_config=ModelConfig.from_dict(header["model"]),
-            preprocess=PreprocessConfig.from_dict(header["preprocess"]),
-            taxonomy=Taxonomy.from_dict(header["taxonomy"], path),
+            model_config=ModelConfig.from_dict(section("model")),
+            preprocess=PreprocessConfig.from_dict(section("preprocess")),
+            taxonomy=Taxonomy.from_dict(section("taxonomy"), path),
             state_dict=state_dict,
-            thresholds=dict(header.get("thresholds", {})),
-            metrics=dict(header.get("metrics", {})),
-            provenance=dict(header.get("provenance", {})),
+            thresholds=section("thresholds", required=False),
+            metrics=section("metrics", required=False),
+            provenance=section("provenance", required=False),
             path=path,
         )
     except (KeyError, TypeError, ValueError) as exc:

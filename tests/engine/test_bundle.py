@@ -105,6 +105,17 @@ def test_malformed_config(tiny_bundle: Path, tmp_path: Path):
         load_bundle(bad)
 
 
+@pytest.mark.parametrize("key", ["model", "preprocess", "taxonomy", "thresholds", "provenance"])
+def test_a_config_section_that_is_not_an_object_is_named(tiny_bundle: Path, tmp_path: Path, key: str):
+    """Found by the header fuzzer: ``"model": []`` reached ``ModelConfig.from_dict`` as a list and
+    escaped as an AttributeError instead of a BundleError."""
+    bad = tmp_path / f"{key}_list.dmvb"
+    _rewrite_header(tiny_bundle, bad, lambda meta, _h: meta.update({key: []}))
+    with pytest.raises(BundleError, match=f"'{key}' must be a JSON object") as e:
+        load_bundle(bad)
+    assert e.value.path == bad
+
+
 def test_plain_safetensors_and_garbage_are_not_bundles(tmp_path: Path):
     from safetensors.torch import save_file
 
