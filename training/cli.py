@@ -38,7 +38,7 @@ def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
 
 
 def _lesion_net_args(p: argparse.ArgumentParser, *, out: str, size: int, epochs: int, batch_size: int, threads: int,
-                     limit_help: str, lr: float = 1e-3) -> None:
+                     limit_help: str, lr: float = 1e-3, frozen_stages: int = 1) -> None:
     """The arguments ``lesion-cv`` and ``detect-cv`` share: data, masks, encoder, input size, schedule, folds."""
     p.add_argument("--spec", type=Path, default=Path("configs/data/pad_ufes_20.yaml"), help="dataset spec YAML")
     p.add_argument("--masks", type=Path, required=True, metavar="DIR|CSV", help="lesion masks (folder or CSV)")
@@ -53,6 +53,9 @@ def _lesion_net_args(p: argparse.ArgumentParser, *, out: str, size: int, epochs:
     p.add_argument("--seed", type=int, default=0, help="fold seed: the classifier's cv.seed gives its folds")
     p.add_argument("--threads", type=int, default=threads, help=f"torch threads (default {threads})")
     p.add_argument("--limit", type=int, default=None, help=limit_help)
+    p.add_argument("--frozen-stages", type=int, default=frozen_stages, metavar="N",
+                   help=f"encoder stages kept at ImageNet's weights after the stem, which always is (default "
+                        f"{frozen_stages})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,8 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "boxes from the lesion masks, K-fold CV on the classifier's folds; each "
                                          "photo's diagnosis is its top-scoring box's class")
     _lesion_net_args(p, out="runs/lesion_detector", size=256, epochs=10, batch_size=8, threads=1, lr=5e-4,
-                     limit_help="only the first N photos of the manifest (smoke runs)")
-    p.add_argument("--frozen-stages", type=int, default=2, help="encoder stages kept at ImageNet's weights")
+                     frozen_stages=2, limit_help="only the first N photos of the manifest (smoke runs)")
     p.add_argument("--encoder-lr-mult", type=float, default=0.1, help="the encoder's learning rate as a share of --lr")
     p.add_argument("--no-balanced", action="store_true",
                    help="draw photos uniformly instead of inversely to their class's frequency")
@@ -425,7 +427,8 @@ def _cmd_lesion_cv(args: argparse.Namespace) -> int:
         return 0
     cfg = SegConfig(variant=args.variant, size=args.size, epochs=args.epochs, batch_size=args.batch_size,
                     lr=args.lr, folds=args.folds, seed=args.seed, threads=args.threads, limit=args.limit,
-                    final_fit=not args.no_final_fit, tta=not args.no_tta, fill_holes=not args.keep_holes)
+                    final_fit=not args.no_final_fit, tta=not args.no_tta, fill_holes=not args.keep_holes,
+                    frozen_encoder_stages=args.frozen_stages)
     out = run_lesion_cv(cfg, args.spec, args.masks, args.out, root=args.data_root, log=_log)
     print(f"lesion finder CV: {out / 'lesion_cv.json'}")
     return 0
